@@ -8,7 +8,7 @@ from xcurate.errors import DataError
 def _ds(n=10, obs=3, act=2, seed=0):
     rng = np.random.default_rng(seed)
     o = rng.normal(size=(n + 1, obs))
-    return TransitionDataset.from_arrays(o[:-1], rng.normal(size=(n, act)), rng.normal(size=n), o[1:])
+    return TransitionDataset.from_arrays(o[:-1].copy(), rng.normal(size=(n, act)), rng.normal(size=n), o[1:].copy())
 
 
 def test_episode_ids_from_continuity_and_ends():
