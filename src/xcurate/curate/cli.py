@@ -1,9 +1,55 @@
-"""CLI commands (placeholder until implemented)."""
+"""CLI: ``xcurate curate --store DIR --recipe NAME [options] --out PATH``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from xcurate.errors import ConfigError
+
+console = Console()
+
+
+def curate_cmd(
+    store: Path = typer.Option(..., "--store", help="Score store directory."),
+    recipe: str = typer.Option(..., "--recipe", help="none | otdf | igdf | dvdf | tabb | droco | dara | sql"),
+    out: str = typer.Option(..., "--out", help="Output: .parquet, .hdf5, a folder (--format minari), minari:<id>."),
+    fmt: str | None = typer.Option(None, "--format", help="parquet | hdf5 | minari (default: from --out)."),
+    proportion: float | None = typer.Option(None, "--proportion", help="otdf: fraction kept (0.8)."),
+    xi: float | None = typer.Option(None, "--xi", help="igdf (0.75) / dvdf (0.5): fraction kept."),
+    alpha: float | None = typer.Option(None, "--alpha", help="igdf: weight exp(alpha * score) (1.0)."),
+    lam: float | None = typer.Option(None, "--lambda", help="dvdf: g = lambda h + (1-lambda) A_norm (0.7)."),
+    temperature: float | None = typer.Option(None, "--temperature", help="tabb: softmax temperature (1.0)."),
+    eta: float | None = typer.Option(None, "--eta", help="dara: reward correction scale (0.1)."),
+    column: str | None = typer.Option(None, "--column", help="otdf/igdf: score column to use."),
+    h_column: str | None = typer.Option(None, "--h-column", help="dvdf: dynamics score column."),
+    where: str | None = typer.Option(None, "--where", help="sql: SQL predicate over the scores view."),
+    weight: str | None = typer.Option(None, "--weight", help="sql: SQL weight expression (default 1.0)."),
+    drop_unkept: bool = typer.Option(False, "--drop-unkept", help="Write only kept rows."),
+) -> None:
+    """Curate the store's source dataset with a recipe and export it (with a manifest)."""
+    from xcurate.curate.recipes import curate_to_file
+
+    opts = {k: v for k, v in {"proportion": proportion, "xi": xi, "alpha": alpha, "lam": lam,
+                               "temperature": temperature, "eta": eta, "column": column,
+                               "h_column": h_column, "where": where, "weight": weight}.items() if v is not None}
+    if recipe != "sql" and ("where" in opts or "weight" in opts):
+        raise ConfigError("--where/--weight are options of --recipe sql")
+    ds, path = curate_to_file(store, recipe, out, format=fmt, drop_unkept=drop_unkept, **opts)
+    w, keep = ds.extras["weight"], ds.extras["keep"]
+    t = Table(title=f"curated {recipe} -> {path}")
+    for c in ("rows", "kept", "kept %", "weight mean (kept)", "weight min..max (kept)", "columns"):
+        t.add_column(c)
+    wk = w[keep] if keep.any() else np.zeros(1)
+    t.add_row(str(len(ds)), str(int(keep.sum())), f"{100 * keep.mean():.1f}", f"{wk.mean():.3g}",
+              f"{wk.min():.3g}..{wk.max():.3g}", ", ".join(sorted(ds.extras)))
+    console.print(t)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``curate`` to the main app."""
+    app.command("curate")(curate_cmd)

@@ -1,9 +1,153 @@
-"""CLI commands (placeholder until implemented)."""
+"""CLI: ``xcurate collect``, ``xcurate suite build|plan`` and ``xcurate policies list|show``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+
+
+def collect_cmd(
+    domain: str = typer.Option(..., "--domain", help="Domain name (see `xcurate domains list`)."),
+    policy: str = typer.Option(..., "--policy", help="sb3:PATH.zip | sb3:<algo>:PATH.zip | cs285:PATH.pkl | "
+                                                     "builtin:<robot>-<level> | random"),
+    transitions: int = typer.Option(..., "--transitions", "-n", help="Number of transitions to collect."),
+    out: str = typer.Option(..., "--out", "-o", help="Output .hdf5/.parquet path or dataset id "
+                                                     "(e.g. hopper/source/medium-v0)."),
+    noise: float = typer.Option(0.0, "--noise", help="Std of Gaussian action noise (clipped to the box)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of resets, noise and the random policy."),
+    quality: str = typer.Option(None, "--quality", help="Quality label stored in the metadata."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Collect a dataset by running a behaviour policy in a domain and write it (D4RL-style HDF5)."""
+    from xcurate.datasets.collect import collect
+    from xcurate.datasets.io import save_dataset
+
+    ds = collect(domain, policy, transitions, noise=noise, seed=seed, progress=progress, quality=quality)
+    path = save_dataset(ds, out, config={"command": "collect", "domain": domain, "policy": policy, "noise": noise,
+                                         "seed": seed, "quality": quality, "transitions": transitions})
+    m = ds.metadata
+    console.print(f"wrote {path}: {len(ds)} transitions, {ds.n_episodes} episodes, "
+                  f"return {m['return_mean']:.1f} +/- {m['return_std']:.1f}, "
+                  f"{m['steps_per_second']:.0f} steps/s", highlight=False)
+
+
+suite_app = typer.Typer(help="Build the benchmark suite of source and target datasets.", no_args_is_help=True)
+
+
+def _suite_config(robots: list[str] | None, shifts: list[str] | None, source_size: int, target_size: int,
+                  root: Path | None, seed: int, noise: float, prefer: str, overwrite: bool):
+    from xcurate.datasets.suite import ROBOTS, SuiteConfig
+
+    def split(vals: list[str] | None) -> list[str] | None:
+        if not vals:
+            return None
+        return [x.strip() for v in vals for x in v.split(",") if x.strip()]
+
+    return SuiteConfig(robots=split(robots) or list(ROBOTS), shifts=split(shifts), source_size=source_size,
+                       target_size=target_size, root=str(root) if root else None, seed=seed, noise=noise,
+                       prefer=prefer, overwrite=overwrite)
+
+
+_ROBOTS_OPT = typer.Option(None, "--robots", help="Robots (repeat or comma-separate); default all four.")
+_SHIFTS_OPT = typer.Option(None, "--shifts", help="Target domains: full names or suffixes like friction-0.5 "
+                                                  "(repeat or comma-separate); default 3 per robot.")
+
+
+@suite_app.command("build")
+def suite_build(
+    robots: list[str] = _ROBOTS_OPT,
+    shifts: list[str] = _SHIFTS_OPT,
+    source_size: int = typer.Option(1_000_000, "--source-size", help="Transitions per source dataset."),
+    target_size: int = typer.Option(5000, "--target-size", help="Transitions per target dataset."),
+    root: Path = typer.Option(None, "--root", help="Data root (default $XCURATE_DATA or ~/.xcurate)."),
+    seed: int = typer.Option(0, "--seed", help="Base seed."),
+    noise: float = typer.Option(0.0, "--noise", help="Gaussian action noise of every collection."),
+    prefer: str = typer.Option("auto", "--policies", help="auto (zoo agents if ../shared exists), zoo or builtin."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild datasets of a different size."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Collect every missing dataset of the suite (existing complete datasets are skipped)."""
+    from xcurate.datasets.suite import build_suite
+
+    cfg = _suite_config(robots, shifts, source_size, target_size, root, seed, noise, prefer, overwrite)
+    entries = build_suite(cfg, progress=progress, log=lambda m: console.print(m, highlight=False))
+    _entries_table(entries, "suite")
+
+
+@suite_app.command("plan")
+def suite_plan(
+    robots: list[str] = _ROBOTS_OPT,
+    shifts: list[str] = _SHIFTS_OPT,
+    source_size: int = typer.Option(1_000_000, "--source-size"),
+    target_size: int = typer.Option(5000, "--target-size"),
+    root: Path = typer.Option(None, "--root"),
+    prefer: str = typer.Option("auto", "--policies"),
+) -> None:
+    """Show the datasets a `suite build` would produce and the policies it would use."""
+    from xcurate.datasets.suite import plan_suite
+
+    _entries_table(plan_suite(_suite_config(robots, shifts, source_size, target_size, root, 0, 0.0, prefer,
+                                            False)), "suite plan")
+
+
+def _entries_table(entries, title: str) -> None:
+    t = Table(title=title)
+    for c in ("dataset id", "size", "policy", "status", "return", "seconds", "note"):
+        t.add_column(c)
+    for e in entries:
+        pol = e.policy_origin if e.policy is None else f"{e.policy_origin}:{Path(str(e.policy)).name}"
+        t.add_row(e.dataset_id, str(e.size), pol, e.status,
+                  "" if e.return_mean is None else f"{e.return_mean:.1f}",
+                  f"{e.seconds:.1f}" if e.seconds else "", e.note)
+    console.print(t)
+
+
+policies_app = typer.Typer(help="Behaviour policies (builtin and found in ../shared).", no_args_is_help=True)
+
+
+@policies_app.command("list")
+def policies_list() -> None:
+    """List builtin policies and the zoo/CS285 policies found in ../shared with their returns."""
+    from xcurate.datasets.policies import find_shared_policies, list_builtin, load_policy
+
+    t = Table(title="behaviour policies")
+    t.add_column("spec", overflow="fold")
+    for c in ("robot", "kind", "return", "returns measured by"):
+        t.add_column(c)
+    for spec in list_builtin():
+        p = load_policy(spec)
+        r = p.info.get("measured_return_mean")
+        t.add_row(spec, p.robot, "builtin ARS (linear)", "" if r is None else f"{r:.0f}",
+                  "xcurate (5 episodes, v5)")
+    for d in find_shared_policies():
+        r = d["reported_return"]
+        t.add_row(d["spec"], d["robot"] or "?", d["algo"], "" if r is None else f"{r:.0f}",
+                  "../shared README (5 episodes, v5)")
+    console.print(t)
+
+
+@policies_app.command("evaluate")
+def policies_evaluate(
+    spec: str = typer.Argument(..., help="Policy spec."),
+    domain: str = typer.Option(..., "--domain", help="Domain to evaluate in."),
+    episodes: int = typer.Option(5, "--episodes", help="Deterministic episodes."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Measure a policy's mean episode return in a domain."""
+    from xcurate.datasets.collect import evaluate
+
+    rets = evaluate(domain, spec, episodes=episodes, seed=seed)
+    console.print(f"{spec} in {domain}: return {rets.mean():.1f} +/- {rets.std():.1f} over {episodes} episodes "
+                  f"({', '.join(f'{r:.0f}' for r in rets)})", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``collect``, ``suite`` and ``policies`` to the main app."""
+    app.command("collect")(collect_cmd)
+    app.add_typer(suite_app, name="suite")
+    app.add_typer(policies_app, name="policies")

@@ -1,4 +1,4 @@
-"""Source and shifted-dynamics target domains on Gymnasium v5 / MuJoCo 3.
+"""Source and shifted-dynamics target domains on Gymnasium v5 / MuJoCo 3+.
 
 INTERFACE (stable; other modules rely on it):
 
@@ -12,30 +12,154 @@ INTERFACE (stable; other modules rely on it):
     Domain.references -> (j_random, j_expert) or None
     Domain.normalize(returns) -> 100 * (J - J_random) / (J_expert - J_random)
 
-This first version only has the unshifted source domains; shifted families are added below.
+Additions (this module): ``Domain.edits`` (hashable tuple of XML edit operations, see
+:mod:`xcurate.datasets.xml_edits`), ``Domain.xml_path()`` (the edited XML, written lazily to
+``data_root()/domains``), ``Domain.changes()`` (edited attributes old -> new),
+``Domain.frame_skip``, ``Domain.dt``, ``Domain.source`` (the unshifted robot domain),
+``Domain.reference_info`` (the full stored record), :data:`FAMILIES`, :data:`LEVELS`.
+
+Families (ODRL levels; REFERENCE §5):
+
+- ``{robot}`` - unshifted Gymnasium v5 dynamics (family ``none``).
+- ``{robot}-friction-{0.1,0.5,2.0,5.0}`` - every geom's friction x f, the floor included
+  (MuJoCo takes the max over the two geoms of a contact, so scaling all geoms scales every
+  contact's friction by exactly f; scaling only the robot makes f < 1 a no-op on Hopper).
+- ``{robot}-gravity-{0.1,0.5,2.0,5.0}`` - gravity x g.
+- ``{robot}-kinematic-{part}-{easy,medium,hard}`` - joint range bounds x 0.8 / 0.5 / 0.2 (so the
+  width is x f) on HalfCheetah ``footjnt``/``thighjnt`` (both legs), Hopper ``footjnt``/``legjnt``,
+  Walker2d ``footjnt``/``thighjnt`` (both legs), Ant ``anklejnt``/``hipjnt`` (all four legs).
+- ``{robot}-morph-{part}-{easy,medium,hard}`` - body sizes: HalfCheetah ``torso`` half-length
+  .5 -> .4/.25/.1 (legs and head re-attached at the new torso ends); Hopper ``torso`` length
+  x 1.2/1.6/2.0 (hip kept, torso extends upward) and ``foot`` length x 0.8/0.6/0.4; Walker2d
+  ``thigh`` 0.45 -> 0.55/0.70/0.85 with the shin 0.5 -> 0.4/0.25/0.1 (both legs, total leg
+  length kept); Ant ``alllegs`` lower legs .4 -> .32/.2/.08.
+- ``{robot}-kinematic-otdf`` - the OTDF/VGDF/DVDF kinematic shift (HalfCheetah back thigh range
+  x 0.01; Hopper thigh lower bound x 0.001 and foot x 0.4; Walker2d right foot x 0.01; Ant front
+  hips x 0.01).
+- ``{robot}-morph-otdf`` - xcurate's own definition on the body parts the OTDF-line papers name
+  (their factors are not published in the reference): HalfCheetah both thigh capsules half as
+  long; Hopper torso ("head") radius and length x 1.5; Walker2d right thigh 0.45 -> 0.70 with
+  right shin 0.5 -> 0.25; Ant two front lower legs x 0.5.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xcurate.errors import ConfigError
 
+_log = logging.getLogger(__name__)
+
 ROBOTS: dict[str, dict[str, Any]] = {
-    "halfcheetah": {"env_id": "HalfCheetah-v5", "obs_dim": 17, "act_dim": 6, "env_kwargs": {}},
-    "hopper": {"env_id": "Hopper-v5", "obs_dim": 11, "act_dim": 3, "env_kwargs": {}},
-    "walker2d": {"env_id": "Walker2d-v5", "obs_dim": 17, "act_dim": 6, "env_kwargs": {}},
+    "halfcheetah": {"env_id": "HalfCheetah-v5", "obs_dim": 17, "act_dim": 6, "env_kwargs": {},
+                    "xml": "half_cheetah.xml", "frame_skip": 5},
+    "hopper": {"env_id": "Hopper-v5", "obs_dim": 11, "act_dim": 3, "env_kwargs": {},
+               "xml": "hopper.xml", "frame_skip": 4},
+    "walker2d": {"env_id": "Walker2d-v5", "obs_dim": 17, "act_dim": 6, "env_kwargs": {},
+                 "xml": "walker2d_v5.xml", "frame_skip": 4},
     "ant": {"env_id": "Ant-v5", "obs_dim": 27, "act_dim": 8,
-            "env_kwargs": {"include_cfrc_ext_in_observation": False}},
+            "env_kwargs": {"include_cfrc_ext_in_observation": False}, "xml": "ant.xml", "frame_skip": 5},
+}
+
+#: Family names in display order.
+FAMILIES = ("none", "friction", "gravity", "kinematic", "morph")
+#: Multiplicative factors of the friction and gravity families.
+SCALE_FACTORS = ("0.1", "0.5", "2.0", "5.0")
+#: ODRL difficulty levels -> joint-range factor of the kinematic family.
+LEVELS = {"easy": 0.8, "medium": 0.5, "hard": 0.2}
+
+#: Kinematic body parts -> joints whose range is scaled.
+KINEMATIC_PARTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "halfcheetah": {"footjnt": ("bfoot", "ffoot"), "thighjnt": ("bthigh", "fthigh")},
+    "hopper": {"footjnt": ("foot_joint",), "legjnt": ("leg_joint",)},
+    "walker2d": {"footjnt": ("foot_joint", "foot_left_joint"), "thighjnt": ("thigh_joint", "thigh_left_joint")},
+    "ant": {"anklejnt": ("ankle_1", "ankle_2", "ankle_3", "ankle_4"), "hipjnt": ("hip_1", "hip_2", "hip_3", "hip_4")},
+}
+
+_ANT_LOWER_LEGS = ("left_ankle_geom", "right_ankle_geom", "third_ankle_geom", "fourth_ankle_geom")
+_HOPPER_TORSO_HALF = 0.19999999999999996  # torso_geom half-length in hopper.xml
+
+
+def _cheetah_torso(half: float) -> tuple[tuple, ...]:
+    return (("scale_vec", "geom", "torso", "fromto", half / 0.5),
+            ("set_vec", "body", "bthigh", "pos", 0, -half),
+            ("set_vec", "body", "fthigh", "pos", 0, half),
+            ("set_vec", "geom", "head", "pos", 0, half + 0.1))
+
+
+def _hopper_torso(length_factor: float, radius_factor: float = 1.0) -> tuple[tuple, ...]:
+    return (("scale_vec", "geom", "torso_geom", "size", (radius_factor, length_factor)),
+            ("set_vec", "geom", "torso_geom", "pos", 2, (length_factor - 1.0) * _HOPPER_TORSO_HALF))
+
+
+def _walker_leg(thigh: float, shin: float, sides: tuple[str, ...] = ("", "_left")) -> tuple[tuple, ...]:
+    ops: list[tuple] = []
+    for s in sides:
+        ops += [("set_vec", "geom", f"thigh{s}_geom", "size", 1, thigh / 2),
+                ("set_vec", "geom", f"thigh{s}_geom", "pos", 2, -thigh / 2),
+                ("set_vec", "body", f"leg{s}", "pos", 2, -(thigh + shin / 2)),
+                ("set_vec", "joint", f"leg{s}_joint", "pos", 2, shin / 2),
+                ("set_vec", "geom", f"leg{s}_geom", "size", 1, shin / 2),
+                ("set_vec", "body", f"foot{s}", "pos", 2, -(shin / 2 + 0.1))]
+    return tuple(ops)
+
+
+def _ant_legs(length: float, geoms: tuple[str, ...] = _ANT_LOWER_LEGS) -> tuple[tuple, ...]:
+    return tuple(("scale_vec", "geom", g, "fromto", length / 0.4) for g in geoms)
+
+
+#: Morphology parts -> level -> (edits, description).
+MORPH_PARTS: dict[str, dict[str, dict[str, tuple[tuple, str]]]] = {
+    "halfcheetah": {"torso": {lv: (_cheetah_torso(h), f"torso half-length 0.5 -> {h} (legs, head re-attached)")
+                              for lv, h in (("easy", 0.4), ("medium", 0.25), ("hard", 0.1))}},
+    "hopper": {
+        "torso": {lv: (_hopper_torso(f), f"torso length x {f} (hip kept, extends upward)")
+                  for lv, f in (("easy", 1.2), ("medium", 1.6), ("hard", 2.0))},
+        "foot": {lv: ((("scale_vec", "geom", "foot_geom", "size", (None, f)),), f"foot length x {f}")
+                 for lv, f in (("easy", 0.8), ("medium", 0.6), ("hard", 0.4))},
+    },
+    "walker2d": {"thigh": {lv: (_walker_leg(t, s), f"thighs 0.45 -> {t}, shins 0.5 -> {s} (both legs)")
+                           for lv, t, s in (("easy", 0.55, 0.40), ("medium", 0.70, 0.25),
+                                            ("hard", 0.85, 0.10))}},
+    "ant": {"alllegs": {lv: (_ant_legs(v), f"all four lower legs 0.4 -> {v}")
+                        for lv, v in (("easy", 0.32), ("medium", 0.2), ("hard", 0.08))}},
+}
+
+#: The OTDF/VGDF/DVDF kinematic shifts (REFERENCE §5).
+KINEMATIC_OTDF: dict[str, tuple[tuple[tuple, ...], str]] = {
+    "halfcheetah": ((("joint_range", ("bthigh",), 0.01, 0.01),), "back thigh joint range x 0.01"),
+    "hopper": ((("joint_range", ("thigh_joint",), 0.001, 1.0), ("joint_range", ("foot_joint",), 0.4, 0.4)),
+               "thigh joint lower bound x 0.001, foot joint range x 0.4"),
+    "walker2d": ((("joint_range", ("foot_joint",), 0.01, 0.01),), "right foot joint range x 0.01"),
+    "ant": ((("joint_range", ("hip_1", "hip_2"), 0.01, 0.01),), "front hip joint ranges x 0.01"),
+}
+
+#: xcurate's morphology variant on the parts named by the OTDF line of papers.
+MORPH_OTDF: dict[str, tuple[tuple[tuple, ...], str]] = {
+    "halfcheetah": ((("scale_vec", "geom", "bthigh", "size", (None, 0.5)),
+                     ("scale_vec", "geom", "fthigh", "size", (None, 0.5))),
+                    "both thigh capsules half as long (attachments kept)"),
+    "hopper": (_hopper_torso(1.5, 1.5), "torso ('head') radius x 1.5, length x 1.5"),
+    "walker2d": (_walker_leg(0.70, 0.25, sides=("",)), "right thigh 0.45 -> 0.70, right shin 0.5 -> 0.25"),
+    "ant": (_ant_legs(0.2, ("left_ankle_geom", "right_ankle_geom")), "two front lower legs 0.4 -> 0.2"),
 }
 
 
 @dataclass(frozen=True)
 class Domain:
-    """A MuJoCo locomotion domain: a robot plus (optionally) a dynamics shift."""
+    """A MuJoCo locomotion domain: a robot plus (optionally) a dynamics shift.
+
+    Cheap to construct: the edited XML is only written when :meth:`xml_path`, :meth:`make_env`
+    or :meth:`make_model` is first called.
+    """
 
     name: str
     robot: str
@@ -43,6 +167,7 @@ class Domain:
     level: str | None = None
     description: str = "unshifted Gymnasium v5 dynamics"
     params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    edits: tuple = ()
 
     @property
     def env_id(self) -> str:
@@ -59,27 +184,73 @@ class Domain:
         """Action dimension."""
         return ROBOTS[self.robot]["act_dim"]
 
+    @property
+    def frame_skip(self) -> int:
+        """MuJoCo steps per environment step (Gymnasium v5's default for the robot)."""
+        return ROBOTS[self.robot]["frame_skip"]
+
+    @property
+    def dt(self) -> float:
+        """Environment step duration in seconds (timestep x frame_skip)."""
+        return float(self.make_model().opt.timestep) * self.frame_skip
+
+    @property
+    def is_shifted(self) -> bool:
+        """True for every domain except the unshifted robots."""
+        return bool(self.edits)
+
+    @property
+    def source(self) -> Domain:
+        """The unshifted domain of the same robot."""
+        return _REGISTRY[self.robot]
+
     def env_kwargs(self) -> dict[str, Any]:
         """Keyword arguments passed to ``gymnasium.make`` for this domain."""
-        return dict(ROBOTS[self.robot]["env_kwargs"])
+        kw = dict(ROBOTS[self.robot]["env_kwargs"])
+        if self.edits:
+            kw["xml_file"] = str(self.xml_path())
+        return kw
+
+    def xml_path(self) -> Path:
+        """Absolute path of this domain's MuJoCo XML (Gymnasium's own file when unshifted)."""
+        from xcurate.datasets.xml_edits import edited_xml_path, gymnasium_assets
+
+        xml = ROBOTS[self.robot]["xml"]
+        if not self.edits:
+            return gymnasium_assets() / xml
+        return edited_xml_path(self.name, xml, self.edits)
+
+    def changes(self) -> list:
+        """The edited XML attributes (:class:`~xcurate.datasets.xml_edits.Change`, old -> new)."""
+        from xcurate.datasets.xml_edits import edited_tree
+
+        if not self.edits:
+            return []
+        return edited_tree(ROBOTS[self.robot]["xml"], self.edits)[1]
 
     def make_env(self, **kwargs: Any):
         """A Gymnasium environment with this domain's dynamics (TimeLimit 1000)."""
         import gymnasium as gym
 
-        return gym.make(self.env_id, **{**self.env_kwargs(), **kwargs})
+        with quiet_mujoco_warnings():
+            return gym.make(self.env_id, **{**self.env_kwargs(), **kwargs})
 
     def make_model(self):
-        """A raw ``mujoco.MjModel`` with this domain's dynamics."""
-        env = self.make_env()
-        model = env.unwrapped.model
-        env.close()
-        return model
+        """A raw ``mujoco.MjModel`` with this domain's dynamics (compiled from :meth:`xml_path`)."""
+        return _compiled_model(str(self.xml_path()))
+
+    @property
+    def reference_info(self) -> dict[str, Any] | None:
+        """The stored reference record (returns, episodes, policy, ...) or None."""
+        return _load_references().get(self.name)
 
     @property
     def references(self) -> tuple[float, float] | None:
         """(J_random, J_expert) measured in this domain, or None if not measured."""
-        return None
+        rec = self.reference_info
+        if not rec or rec.get("j_random") is None or rec.get("j_expert") is None:
+            return None
+        return float(rec["j_random"]), float(rec["j_expert"])
 
     def normalize(self, returns: np.ndarray | float) -> np.ndarray | float:
         """Normalised score 100 (J - J_random) / (J_expert - J_random)."""
@@ -90,23 +261,112 @@ class Domain:
         return 100.0 * (np.asarray(returns) - lo) / (hi - lo)
 
 
-_REGISTRY: dict[str, Domain] = {r: Domain(name=r, robot=r) for r in ROBOTS}
+def _compiled_model(path: str):
+    """Compile an XML file into a fresh ``MjModel`` (a copy of a cached compilation)."""
+    import copy
+
+    return copy.copy(_compiled_model_cached(path))
 
 
-def get_domain(name: str) -> Domain:
+@functools.lru_cache(maxsize=128)
+def _compiled_model_cached(path: str):
+    import mujoco
+
+    with quiet_mujoco_warnings():
+        return mujoco.MjModel.from_xml_path(path)
+
+
+@contextlib.contextmanager
+def quiet_mujoco_warnings():
+    """Route MuJoCo's compiler warnings to :mod:`logging` instead of ``./MUJOCO_LOG.TXT``.
+
+    Gymnasium's half_cheetah.xml uses the deprecated ``settotalmass`` (kept: it defines the
+    masses of the model), which makes MuJoCo 3.3+/4 write a log file into the working directory.
+    """
+    import mujoco
+
+    prev = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(lambda msg: _log.debug("mujoco: %s", msg))
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(prev)
+
+
+REFERENCES_FILE = Path(__file__).with_name("references.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_references() -> dict[str, dict[str, Any]]:
+    if not REFERENCES_FILE.exists():
+        return {}
+    try:
+        data = json.loads(REFERENCES_FILE.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{REFERENCES_FILE}: not valid JSON ({e})") from None
+    return dict(data.get("domains", {}))
+
+
+def _build_registry() -> dict[str, Domain]:
+    reg: dict[str, Domain] = {}
+
+    def add(d: Domain) -> None:
+        reg[d.name] = d
+
+    for r in ROBOTS:
+        add(Domain(name=r, robot=r))
+        for f in SCALE_FACTORS:
+            add(Domain(name=f"{r}-friction-{f}", robot=r, family="friction", level=f,
+                       description=f"friction of every geom (floor included) x {f}",
+                       params={"factor": float(f)}, edits=(("friction", float(f)),)))
+            add(Domain(name=f"{r}-gravity-{f}", robot=r, family="gravity", level=f,
+                       description=f"gravity x {f}", params={"factor": float(f)},
+                       edits=(("gravity", float(f)),)))
+        for part, joints in KINEMATIC_PARTS[r].items():
+            for lv, fac in LEVELS.items():
+                add(Domain(name=f"{r}-kinematic-{part}-{lv}", robot=r, family="kinematic", level=lv,
+                           description=f"range of {', '.join(joints)} x {fac}",
+                           params={"factor": fac, "part": part, "joints": joints},
+                           edits=(("joint_range", joints, fac, fac),)))
+        for part, levels in MORPH_PARTS[r].items():
+            for lv, (edits, desc) in levels.items():
+                add(Domain(name=f"{r}-morph-{part}-{lv}", robot=r, family="morph", level=lv,
+                           description=desc, params={"part": part}, edits=edits))
+        edits, desc = KINEMATIC_OTDF[r]
+        add(Domain(name=f"{r}-kinematic-otdf", robot=r, family="kinematic", level="otdf",
+                   description=desc, params={"variant": "otdf"}, edits=edits))
+        edits, desc = MORPH_OTDF[r]
+        add(Domain(name=f"{r}-morph-otdf", robot=r, family="morph", level="otdf",
+                   description=desc + " [xcurate's definition]", params={"variant": "otdf"}, edits=edits))
+    return reg
+
+
+_REGISTRY: dict[str, Domain] = _build_registry()
+
+
+def get_domain(name: str | Domain) -> Domain:
     """Look a domain up by name; raise :class:`ConfigError` listing close names if unknown."""
     if isinstance(name, Domain):
         return name
-    key = name.strip().lower()
+    key = str(name).strip().lower()
     if key not in _REGISTRY:
         import difflib
 
-        close = difflib.get_close_matches(key, list(_REGISTRY), n=3)
+        close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
         hint = f" (did you mean {', '.join(close)}?)" if close else " (see `xcurate domains list`)"
         raise ConfigError(f"unknown domain {name!r}{hint}")
     return _REGISTRY[key]
 
 
-def list_domains() -> list[Domain]:
-    """All registered domains, sorted by name."""
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+def list_domains(robot: str | None = None, family: str | None = None) -> list[Domain]:
+    """All registered domains sorted by name, optionally filtered by robot and family."""
+    out = [_REGISTRY[k] for k in sorted(_REGISTRY)]
+    if robot is not None:
+        if robot not in ROBOTS:
+            raise ConfigError(f"unknown robot {robot!r} (one of {', '.join(ROBOTS)})")
+        out = [d for d in out if d.robot == robot]
+    if family is not None:
+        if family not in FAMILIES:
+            raise ConfigError(f"unknown family {family!r} (one of {', '.join(FAMILIES)})")
+        out = [d for d in out if d.family == family]
+    return out

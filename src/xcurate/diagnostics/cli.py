@@ -1,9 +1,54 @@
-"""CLI commands (placeholder until implemented)."""
+"""CLI commands of the diagnostics area: ``xcurate diagnose`` and ``xcurate demo``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``diagnose`` and ``demo`` to the main app."""
+
+    @app.command("diagnose")
+    def diagnose_cmd(
+        store: Path = typer.Option(..., "--store", help="Score store directory (xcurate score --store DIR)."),
+        out: Path = typer.Option(..., "--out", help="Report directory (report.md, PNG figures, CSV/Parquet)."),
+        scores: str = typer.Option("", "--scores", help="Comma-separated score columns (default: every "
+                                   "ranked non-oracle column in the store)."),
+        against: str = typer.Option("oracle_bellman_error", "--against", help="Reference quantity: "
+                                    "oracle_bellman_error | oracle_dynamics_gap | episode_return | quality."),
+        bins: int = typer.Option(10, "--bins", help="Number of equal-size percentile groups."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing report in --out."),
+    ) -> None:
+        """Rank source transitions by each score and compare with the oracle (TABB's diagnostic)."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from xcurate.diagnostics.report import diagnose
+        from xcurate.scoring.store import Store
+
+        st = Store(store)
+        cols = [s.strip() for s in scores.split(",") if s.strip()] or None
+        rep = diagnose(st, scores=cols, against=against, bins=bins, out=out, force=force)
+        console = Console()
+        table = Table(title=f"scores vs {against} ({rep.n_rows} rows, {bins} groups, most useful first)")
+        for c in ("score", "direction", "Spearman (aligned)", "bin trend", "top group", "bottom group", "verdict"):
+            table.add_column(c, justify="right" if c not in ("score", "direction", "verdict") else "left")
+        for r in rep.summary.to_pylist():
+            table.add_row(r["score"], r["direction"], f"{r['spearman_aligned']:+.3f}", f"{r['bin_trend']:+.2f}",
+                          f"{r['top_mean']:.4g}", f"{r['bottom_mean']:.4g}", r["verdict"])
+        console.print(table)
+        console.print(f"report: {rep.markdown}")
+
+    @app.command("demo")
+    def demo_cmd(
+        out: Path = typer.Option(None, "--out", help="Output directory (default: $XCURATE_DATA/demo)."),
+        fast: bool = typer.Option(False, "--fast", help="Tiny budgets (< 2 min; what CI runs)."),
+        force: bool = typer.Option(False, "--force", help="Replace an existing demo output directory."),
+        seed: int = typer.Option(0, "--seed", help="Random seed for collection, scorers and training."),
+    ) -> None:
+        """End-to-end demo: collect, score with every scorer, query, curate, train IQL, evaluate, diagnose."""
+        from xcurate.diagnostics.demo import run_demo
+
+        run_demo(out=out, fast=fast, force=force, seed=seed)

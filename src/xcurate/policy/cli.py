@@ -1,9 +1,144 @@
-"""CLI commands (placeholder until implemented)."""
+"""CLI: ``xcurate train``, ``xcurate evaluate``, ``xcurate runs list|show``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from xcurate.errors import ConfigError
+
+console = Console()
+
+
+def _parse_sets(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for it in items or []:
+        if "=" not in it:
+            raise ConfigError(f"--set {it!r}: expected key=value")
+        k, v = it.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _fmt(mean: float | None, std: float | None) -> str:
+    return "-" if mean is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def train_cmd(
+    target: str = typer.Option(..., "--target", help="Target dataset (path or id)."),
+    domain: str = typer.Option(..., "--domain", help="Target domain for evaluation (e.g. hopper-friction-0.5)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (resumed if it holds the same run)."),
+    source: str | None = typer.Option(None, "--source", help="Curated source dataset (omit: target only)."),
+    steps: int = typer.Option(1_000_000, "--steps", help="Gradient updates."),
+    seeds: int = typer.Option(1, "--seeds", help="Seeds trained together in one process."),
+    seed: int = typer.Option(0, "--seed", help="First seed."),
+    eval_every: int = typer.Option(10_000, "--eval-every", help="Evaluate every N updates (0: at the end)."),
+    eval_episodes: int = typer.Option(10, "--eval-episodes", help="Deterministic episodes per evaluation."),
+    eval_max_steps: int | None = typer.Option(None, "--eval-max-steps", help="Cap episode length (quick tests)."),
+    variant: str = typer.Option("iql", "--variant",
+                                help="iql | iql-actor | otdf | igdf | dvdf | tabb | droco | dara"),
+    sets: list[str] | None = typer.Option(None, "--set", help="IQLConfig override key=value (repeatable)."),
+    log_every: int = typer.Option(1000, "--log-every", help="Write progress.csv every N updates."),
+    checkpoint_every: int = typer.Option(10_000, "--checkpoint-every", help="Checkpoint every N updates."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train weighted IQL on TARGET (+ curated SOURCE), evaluating in DOMAIN."""
+    from xcurate.policy.runs import RunSpec, train
+
+    if steps < 1 or seeds < 1 or eval_episodes < 0:
+        raise ConfigError("--steps and --seeds must be >= 1 and --eval-episodes >= 0")
+    spec = RunSpec(target=target, source=source, domain=domain, steps=steps, variant=variant,
+                   overrides=_parse_sets(sets), seed=seed, n_seeds=seeds, eval_every=eval_every,
+                   eval_episodes=eval_episodes, eval_max_steps=eval_max_steps,
+                   log_every=max(1, min(log_every, steps)), checkpoint_every=max(1, checkpoint_every))
+    summary = train(spec, out, progress=progress)
+    _print_summary(str(out), summary)
+
+
+def _print_summary(run: str, s: dict) -> None:
+    t = Table(title=f"run {run}")
+    for c in ("metric", "last (mean ± std)", "best (mean ± std)", "seeds", "steps"):
+        t.add_column(c)
+    t.add_row(s.get("metric", "-"), _fmt(s.get("last_mean"), s.get("last_std")),
+              _fmt(s.get("best_mean"), s.get("best_std")), str(len(s.get("seeds", []))),
+              str(s.get("steps_done", s.get("last_step", "-"))))
+    console.print(t)
+
+
+def evaluate_cmd(run: Path = typer.Argument(..., help="Run directory."),
+                 episodes: int = typer.Option(10, "--episodes", help="Episodes per seed."),
+                 max_steps: int | None = typer.Option(None, "--max-steps", help="Cap episode length.")) -> None:
+    """Evaluate the last checkpoint of RUN in its target domain (deterministic actions)."""
+    from xcurate.policy.runs import evaluate_run
+
+    sc = evaluate_run(run, episodes=episodes, max_steps=max_steps)
+    t = Table(title=f"evaluation of {run} ({episodes} episode(s) per seed)")
+    t.add_column("seed")
+    t.add_column("mean return")
+    t.add_column("score" if sc.normalized else "score (raw return: no reference returns)")
+    for i in range(len(sc.scores)):
+        t.add_row(str(i), f"{sc.returns[i].mean():.1f}", f"{sc.scores[i]:.1f}")
+    t.add_row("all", f"{sc.returns.mean():.1f}", f"{sc.mean:.1f} ± {sc.std:.1f}")
+    console.print(t)
+
+
+runs_app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
+
+
+@runs_app.command("list")
+def runs_list(root: Path = typer.Argument(Path("."), help="Folder searched recursively for runs.")) -> None:
+    """List the training runs below ROOT."""
+    from xcurate.policy.runs import list_runs
+
+    t = Table(title=f"runs under {root}")
+    for c in ("run", "domain", "variant", "source", "steps", "seeds", "last", "best"):
+        t.add_column(c, overflow="fold")
+    for r in list_runs(root):
+        sp, s = r["spec"], r["summary"]
+        rel = Path(r["run"]).relative_to(root) if Path(r["run"]) != root else Path(".")
+        t.add_row(str(rel), sp["domain"], sp["variant"], Path(sp["source"]).name if sp.get("source") else "-",
+                  f"{s.get('steps_done', '-')}/{sp['steps']}", str(sp["n_seeds"]),
+                  _fmt(s.get("last_mean"), s.get("last_std")), _fmt(s.get("best_mean"), s.get("best_std")))
+    console.print(t)
+
+
+@runs_app.command("show")
+def runs_show(run: Path = typer.Argument(..., help="Run directory.")) -> None:
+    """Show a run's spec, configuration, evaluations and summary."""
+    from xcurate.policy.runs import read_config, read_evals
+
+    conf = read_config(run)
+    t = Table(title=f"run {run}")
+    t.add_column("field")
+    t.add_column("value")
+    for k, v in conf["spec"].items():
+        t.add_row(k, json.dumps(v))
+    for k, v in conf["iql"].items():
+        t.add_row(f"iql.{k}", json.dumps(v))
+    console.print(t)
+    ev = read_evals(run)
+    if ev:
+        e = Table(title="evaluations (score per seed)")
+        e.add_column("step")
+        e.add_column("mean ± std")
+        e.add_column("per seed")
+        for step in sorted(ev):
+            vals = list(ev[step].values())
+            m = sum(vals) / len(vals)
+            sd = (sum((x - m) ** 2 for x in vals) / len(vals)) ** 0.5
+            e.add_row(str(step), f"{m:.1f} ± {sd:.1f}", ", ".join(f"{x:.1f}" for x in vals))
+        console.print(e)
+    sp = Path(run) / "summary.json"
+    if sp.exists():
+        _print_summary(str(run), json.loads(sp.read_text()))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add ``train``, ``evaluate`` and ``runs`` to the main app."""
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.add_typer(runs_app, name="runs")

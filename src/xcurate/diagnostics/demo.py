@@ -1,0 +1,321 @@
+"""``xcurate demo``: the whole pipeline end to end on a small task, offline, in minutes.
+
+Stages (each timed; the timings go into ``demo.json``):
+
+1. **collect**: a mixed-quality SOURCE dataset in the unshifted domain (uniform random actions +
+   the builtin medium policy with a little action noise) and a small TARGET dataset in a shifted
+   domain (the same medium policy, noisier), with raw qpos/qvel so the oracle can replay them.
+2. **score**: every registered scorer (ot, knn, contrastive, advantage, tbm, ensemble, dara,
+   oracle) with small budgets, into a score store.
+3. **query**: a DuckDB query over the store (deciles of ``ot_score`` vs the oracle dynamics gap).
+4. **curate**: a few recipes (and the unfiltered ``none`` baseline) exported as Parquet.
+5. **train**: weighted IQL briefly on each curated dataset, the unfiltered source and target only.
+6. **evaluate**: deterministic episodes in the target domain (part of training).
+7. **diagnose**: the diagnostics report (``report/report.md``).
+
+Everything is local: builtin policies ship with the package, nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xcurate.errors import ConfigError
+
+DEMO_MARKER = "demo.json"
+#: folders and files the demo writes inside its output directory (removed by --force).
+DEMO_ENTRIES = ("data", "store", "curated", "runs", "report", "query_ot_deciles.csv", DEMO_MARKER)
+
+
+@dataclass
+class DemoConfig:
+    """Sizes and budgets of the demo (``fast()`` gives the CI-sized variant)."""
+
+    source_domain: str = "hopper"  # unshifted source domain
+    target_domain: str = "hopper-gravity-2.0"  # shifted target domain (the builtin policy degrades there)
+    policy: str = "builtin:hopper-medium"  # behaviour policy for the medium part and the target data
+    n_random: int = 1_500  # source transitions with uniform random actions
+    n_medium: int = 3_500  # source transitions from the medium policy
+    medium_noise: float = 0.1  # Gaussian action noise of the medium source part
+    n_target: int = 1_500  # target transitions
+    target_noise: float = 0.2  # Gaussian action noise of the target data
+    scorers: tuple[str, ...] = ("ot", "knn", "contrastive", "advantage", "tbm", "ensemble", "dara", "oracle")
+    scorer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-scorer settings
+    recipes: tuple[str, ...] = ("otdf", "igdf", "tabb")  # curation recipes trained besides the baselines
+    train_steps: int = 3_000  # IQL updates per training run
+    iql_overrides: dict[str, str] = field(default_factory=dict)  # IQLConfig key=value overrides
+    eval_episodes: int = 5  # deterministic evaluation episodes in the target domain
+    eval_max_steps: int | None = None  # cap on evaluation episode length (None: the env's 1000)
+    bins: int = 10  # percentile groups of the diagnostics report
+    seed: int = 0  # seed of collection, scorers and training
+
+    @classmethod
+    def default(cls, seed: int = 0) -> DemoConfig:
+        """The default demo (< 10 minutes on a 2-core CPU)."""
+        h = [128, 128]
+        return cls(seed=seed, scorer_settings={
+            "contrastive": {"steps": 1500, "hidden": h},
+            "advantage": {"steps": 2000, "hidden": h},
+            "tbm": {"encoder_steps": 1500, "finetune_steps": 500, "value_steps": 1500, "hidden": h,
+                    "zs_dim": 32, "zsa_dim": 32},
+            "ensemble": {"n_models": 5, "hidden": [128, 128, 128], "steps": 1500, "value_steps": 1500,
+                         "value_hidden": h},
+            "dara": {"steps": 1500, "hidden": h},
+        }, iql_overrides={"hidden_dim": "256"})
+
+    @classmethod
+    def fast(cls, seed: int = 0) -> DemoConfig:
+        """The CI-sized demo (< 2 minutes on a 2-core CPU): tiny data and budgets."""
+        h = [32, 32]
+        return cls(seed=seed, n_random=400, n_medium=800, n_target=400, train_steps=200, eval_episodes=1,
+                   eval_max_steps=200, bins=5, recipes=("otdf", "tabb"),
+                   scorer_settings={
+                       "contrastive": {"steps": 60, "hidden": h, "embed_dim": 16},
+                       "advantage": {"steps": 60, "hidden": h},
+                       "tbm": {"encoder_steps": 60, "finetune_steps": 20, "value_steps": 60, "hidden": h,
+                               "zs_dim": 8, "zsa_dim": 8},
+                       "ensemble": {"n_models": 2, "hidden": h, "steps": 60, "value_steps": 60,
+                                    "value_hidden": h},
+                       "dara": {"steps": 60, "hidden": h},
+                   },
+                   iql_overrides={"hidden_dim": "32", "batch_source": "64", "batch_target": "64"})
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` produced."""
+
+    out: Path  # the demo directory
+    timings: dict[str, float]  # wall seconds per stage
+    results: list[dict[str, Any]]  # one row per training run: name, source rows, score (last/best)
+    report: Path  # the diagnostics report.md
+    store: Path  # the score store directory
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        if not (out / DEMO_MARKER).exists() and not (out / "store" / "store.json").exists():
+            raise ConfigError(f"{out}: exists and holds other files (not a demo); choose an empty or new --out")
+        if not force:
+            raise ConfigError(f"{out}: already holds a demo; pass --force to replace it or choose another --out")
+        for name in DEMO_ENTRIES:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _fit_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings for scorer ``name`` with list values turned into tuples where the field is a tuple."""
+    import dataclasses
+
+    from xcurate.scoring.base import get_scorer_class
+
+    cls = get_scorer_class(name)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    out = {}
+    for k, v in settings.items():
+        if isinstance(v, list) and isinstance(defaults.get(k), tuple):
+            v = tuple(v)
+        out[k] = v
+    return out
+
+
+def run_demo(out: str | Path | None = None, fast: bool = False, force: bool = False, seed: int = 0,
+             config: DemoConfig | None = None, console: Any = None) -> DemoResult:
+    """Run the demo pipeline into ``out`` and print a Rich summary.
+
+    Args:
+        out: output directory (default ``$XCURATE_DATA/demo``, or ``demo-fast`` with ``fast``).
+        fast: use :meth:`DemoConfig.fast` (CI-sized).
+        force: replace a previous demo in ``out``.
+        seed: random seed.
+        config: a full :class:`DemoConfig` (overrides ``fast``/``seed``).
+        console: a Rich console (default: stdout).
+
+    Returns:
+        The :class:`DemoResult`.
+    """
+    import numpy as np
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from xcurate.datasets.collect import collect
+    from xcurate.datasets.domains import get_domain
+    from xcurate.datasets.io import save_dataset
+    from xcurate.datasets.policies import load_policy
+    from xcurate.datasets.transitions import TransitionDataset
+    from xcurate.diagnostics.report import diagnose
+    from xcurate.scoring.base import make_scorer
+    from xcurate.scoring.store import Store
+    from xcurate.utils import data_root, make_manifest, write_json_atomic
+
+    console = console or Console()
+    cfg = config or (DemoConfig.fast(seed) if fast else DemoConfig.default(seed))
+    out = Path(out) if out is not None else data_root() / ("demo-fast" if fast else "demo")
+    _prepare_out(out, force)
+    torch.manual_seed(cfg.seed)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    src_dom, tgt_dom = get_domain(cfg.source_domain), get_domain(cfg.target_domain)
+    console.rule(f"[bold]xcurate demo[/] ({'fast' if fast else 'default'}): source {src_dom.name} -> "
+                 f"target {tgt_dom.name}")
+
+    # 1. collect ---------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    console.print("[bold cyan]1/7 collect[/]: random + medium source, shifted target (builtin policies)")
+    pol = load_policy(cfg.policy, src_dom)
+    parts = [collect(src_dom, "random", cfg.n_random, seed=cfg.seed, progress=False, quality="random"),
+             collect(src_dom, pol, cfg.n_medium, noise=cfg.medium_noise, seed=cfg.seed + 1, progress=False,
+                     quality="medium")]
+    source = TransitionDataset.concat(parts, metadata={**parts[1].metadata, "quality": "random+medium",
+                                                       "parts": [{"quality": p.metadata.get("quality"),
+                                                                  "policy": p.metadata.get("policy"),
+                                                                  "n": len(p)} for p in parts]})
+    source.source = f"demo source ({src_dom.name}, random+medium)"
+    target = collect(tgt_dom, load_policy(cfg.policy, tgt_dom), cfg.n_target, noise=cfg.target_noise,
+                     seed=cfg.seed + 2, progress=False, quality="medium")
+    target.source = f"demo target ({tgt_dom.name})"
+    data_dir = out / "data"
+    src_path = save_dataset(source, data_dir / "source.hdf5", config={"demo": "source"})
+    tgt_path = save_dataset(target, data_dir / "target.hdf5", config={"demo": "target"})
+    rets = {p.metadata.get("quality"): p.metadata.get("return_mean") for p in parts}
+    console.print(f"  source: {len(source)} transitions ({cfg.n_random} random, mean return "
+                  f"{rets.get('random', float('nan')):.0f}; {cfg.n_medium} medium, mean return "
+                  f"{rets.get('medium', float('nan')):.0f}) -> {src_path}")
+    console.print(f"  target: {len(target)} transitions in {tgt_dom.name} (mean return "
+                  f"{target.metadata.get('return_mean', float('nan')):.0f}) -> {tgt_path}")
+    timings["collect"] = time.perf_counter() - t0
+
+    # 2. score -----------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    console.print(f"[bold cyan]2/7 score[/]: {', '.join(cfg.scorers)}")
+    store = Store.create(out / "store", source, target, domain=tgt_dom.name)
+    score_times: dict[str, float] = {}
+    for name in cfg.scorers:
+        ts = time.perf_counter()
+        scorer = make_scorer(name, seed=cfg.seed, **_fit_settings(name, cfg.scorer_settings.get(name, {})))
+        store.run(scorer, progress=False, domain=tgt_dom.name)
+        score_times[name] = time.perf_counter() - ts
+        console.print(f"  {name:<12} {score_times[name]:6.1f} s")
+    timings["score"] = time.perf_counter() - t0
+
+    # 3. query -----------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    sql = ("SELECT ntile(10) OVER (ORDER BY ot_score DESC) AS decile, ot_score, oracle_dynamics_gap, "
+           "oracle_bellman_error, episode_return FROM scores WHERE oracle_valid")
+    sql = (f"WITH d AS ({sql}) SELECT decile, count(*) AS n, round(min(ot_score), 4) AS ot_min, "
+           "round(max(ot_score), 4) AS ot_max, round(avg(oracle_dynamics_gap), 4) AS mean_gap, "
+           "round(avg(oracle_bellman_error), 4) AS mean_bellman_error, round(avg(episode_return), 1) AS "
+           "mean_episode_return FROM d GROUP BY decile ORDER BY decile")
+    console.print("[bold cyan]3/7 query[/]: deciles of ot_score (1 = closest to the target) vs the oracle")
+    console.print(f"  [dim]xcurate query \"{sql}\" --store {out / 'store'}[/]", soft_wrap=True)
+    qt = store.query(sql)
+    import pyarrow.csv as pacsv
+
+    from xcurate.utils import atomic_path
+
+    with atomic_path(out / "query_ot_deciles.csv") as tmp:
+        pacsv.write_csv(qt, tmp)
+    table = Table(show_header=True, header_style="bold")
+    for c in qt.column_names:
+        table.add_column(c, justify="right")
+    for row in qt.to_pylist():
+        table.add_row(*[str(v) for v in row.values()])
+    console.print(table)
+    timings["query"] = time.perf_counter() - t0
+
+    # 4. curate ----------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    from xcurate.curate.recipes import curate_to_file
+
+    console.print(f"[bold cyan]4/7 curate[/]: recipes {', '.join(cfg.recipes)} (+ unfiltered 'none')")
+    curated: dict[str, Path] = {}
+    n_kept: dict[str, int] = {}
+    for recipe in ("none", *cfg.recipes):
+        ds, path = curate_to_file(store, recipe, out / "curated" / f"{recipe}.parquet")
+        curated[recipe] = path
+        keep = ds.extras.get("keep")
+        n_kept[recipe] = int(np.asarray(keep, bool).sum()) if keep is not None else len(ds)
+        console.print(f"  {recipe:<8} keeps {n_kept[recipe]} / {len(ds)} source rows -> {path}")
+    timings["curate"] = time.perf_counter() - t0
+
+    # 5 + 6. train and evaluate --------------------------------------------------------------------
+    t0 = time.perf_counter()
+    from xcurate.policy.runs import RunSpec, train
+
+    console.print(f"[bold cyan]5/7 train[/] IQL for {cfg.train_steps} updates per dataset, then "
+                  f"[bold cyan]6/7 evaluate[/] ({cfg.eval_episodes} episodes in {tgt_dom.name})")
+    jobs: list[tuple[str, str | None]] = [("target-only", None), ("unfiltered", str(curated["none"]))]
+    jobs += [(r, str(curated[r])) for r in cfg.recipes]
+    results: list[dict[str, Any]] = []
+    train_times: dict[str, float] = {}
+    for name, src in jobs:
+        ts = time.perf_counter()
+        spec = RunSpec(target=str(tgt_path), domain=tgt_dom.name, steps=cfg.train_steps, source=src,
+                       variant="iql", overrides=dict(cfg.iql_overrides), seed=cfg.seed, n_seeds=1,
+                       eval_every=0, eval_episodes=cfg.eval_episodes, eval_max_steps=cfg.eval_max_steps,
+                       log_every=max(1, cfg.train_steps // 10), checkpoint_every=cfg.train_steps)
+        summ = train(spec, out / "runs" / name, progress=False)
+        train_times[name] = time.perf_counter() - ts
+        results.append({"name": name, "source_rows": 0 if src is None else n_kept[name if name != "unfiltered"
+                                                                                   else "none"],
+                        "metric": summ.get("metric"), "last_mean": summ.get("last_mean"),
+                        "last_std": summ.get("last_std"), "run": str(out / "runs" / name),
+                        "train_s": train_times[name]})
+        console.print(f"  {name:<12} score {summ.get('last_mean', float('nan')):8.1f}  "
+                      f"({train_times[name]:.1f} s)")
+    timings["train_and_evaluate"] = time.perf_counter() - t0
+
+    # 7. diagnose ----------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    console.print("[bold cyan]7/7 diagnose[/]: every score vs the oracle Bellman error")
+    rep = diagnose(store, against="oracle_bellman_error", bins=cfg.bins, out=out / "report", force=True)
+    timings["diagnose"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+
+    # summary --------------------------------------------------------------------------------------
+    metric = next((r["metric"] for r in results if r.get("metric")), "score")
+    table = Table(title=f"Policies trained on {tgt_dom.name} data ({metric}, {cfg.eval_episodes} episodes)")
+    for c in ("training data", "source rows", "score"):
+        table.add_column(c, justify="left" if c == "training data" else "right")
+    for r in results:
+        sc = r.get("last_mean")
+        table.add_row(r["name"], str(r["source_rows"]), "n/a" if sc is None else f"{sc:.1f}")
+    console.print(table)
+    st = Table(title=f"Scorers vs oracle Bellman error ({rep.n_rows} source rows)")
+    for c in ("score", "Spearman (aligned)", "verdict"):
+        st.add_column(c, justify="right" if c.startswith("Spearman") else "left")
+    for r in rep.summary.to_pylist():
+        st.add_row(r["score"], f"{r['spearman_aligned']:+.3f}", r["verdict"])
+    console.print(st)
+    where = Table(title="Where everything is", show_header=False)
+    where.add_column("what")
+    where.add_column("path")
+    for k, v in (("datasets", data_dir), ("score store", out / "store"), ("query result", out /
+                 "query_ot_deciles.csv"), ("curated datasets", out / "curated"), ("training runs", out / "runs"),
+                 ("diagnostics report", rep.markdown), ("manifest + timings", out / DEMO_MARKER)):
+        where.add_row(k, str(v))
+    console.print(where)
+    console.print("Stage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+    console.print(f"Try: [bold]xcurate query \"SELECT * FROM runs\" --store {out / 'store'}[/]", soft_wrap=True)
+
+    manifest = make_manifest("demo", inputs={"source": str(src_path), "target": str(tgt_path)},
+                             config=json.loads(json.dumps(asdict(cfg), default=list)), seed=cfg.seed,
+                             timings={**timings, **{f"score.{k}": v for k, v in score_times.items()},
+                                      **{f"train.{k}": v for k, v in train_times.items()}},
+                             fast=fast, results=results,
+                             diagnostics=rep.summary.to_pylist(), curated={k: str(v) for k, v in curated.items()},
+                             report=str(rep.markdown), store=str(out / "store"))
+    write_json_atomic(out / DEMO_MARKER, manifest)
+    return DemoResult(out=out, timings=timings, results=results, report=rep.markdown, store=out / "store")

@@ -1,0 +1,693 @@
+"""Weighted Implicit Q-Learning (IQL) for cross-domain offline RL, in one readable module.
+
+Written in the single-file style of CORL: a config dataclass, the networks, the losses and a
+trainer whose :meth:`IQLTrainer.update` takes a batch and returns a metrics dict. What is added
+for cross-domain data:
+
+* a target batch (``batch_target`` rows) and a source batch (``batch_source`` rows) every step;
+* per-sample source weights in the critic (and optionally the value/actor) loss, either static
+  (the curated ``weight``/``keep`` columns) or normalised within each batch as the papers do
+  (OTDF, IGDF, DVDF, TABB), always with explicit shape checks (weights are (K, B), never
+  broadcast to (B, B));
+* the source TD targets of DROCO (penalised, ``penalty`` column) and TABB (target-aligned,
+  ``y_hat`` column), DARA's reward correction, and OTDF's CVAE behaviour regulariser.
+
+Seeds: every network is a stack of ``n_seeds`` independent networks evaluated with batched
+matrix products (:class:`VecLinear`), so K seeds train in one process with one optimiser step.
+Each seed has its own generator for initialisation and sampling, so seed k of a K-seed run
+follows the same random stream as a single-seed run with that seed (equal up to float rounding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from xcurate.datasets.transitions import TransitionDataset
+from xcurate.errors import ConfigError, DataError
+from xcurate.utils import resolve_device
+
+#: Bumped whenever checkpoints/run directories change incompatibly.
+FORMAT_VERSION = 1
+
+BATCH_NORMS = ("none", "otdf", "igdf", "dvdf", "tabb")
+SOURCE_TARGETS = ("iql", "droco", "tabb")
+REWARD_CORRECTIONS = ("none", "delta_r", "corrected_reward")
+
+
+@dataclass
+class IQLConfig:
+    """Hyper-parameters of weighted IQL (defaults: REFERENCE §3 and the papers)."""
+
+    hidden_dim: int = 256  # width of each hidden layer (ReLU MLPs)
+    n_hidden: int = 2  # number of hidden layers
+    actor_lr: float = 3e-4  # Adam learning rate of the policy
+    critic_lr: float = 3e-4  # Adam learning rate of the twin Q networks
+    value_lr: float = 3e-4  # Adam learning rate of V
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target Q networks
+    batch_target: int = 128  # target transitions per update
+    batch_source: int = 128  # source transitions per update (0 or no source: target only)
+    expectile: float = 0.7  # expectile of the value regression
+    beta: float = 3.0  # inverse temperature of advantage-weighted regression
+    exp_adv_max: float = 100.0  # clip of exp(beta * advantage)
+    actor_cosine: bool = True  # cosine decay of the actor learning rate over max_steps
+    max_steps: int = 1_000_000  # horizon of the cosine schedule (set to the run length)
+    td_loss: str = "mse"  # TD loss of target rows: "mse" or "huber"
+    source_td_loss: str = "auto"  # TD loss of source rows; "auto": huber for droco/tabb, else td_loss
+    huber_delta: float = 30.0  # Huber threshold (DROCO uses 30-50)
+    normalize_obs: bool = True  # z-score observations with target+source statistics
+    source_in: str = "critic"  # "critic" (Q and V) or "critic_actor" (also the actor)
+    batch_norm: str = "none"  # per-batch source weights: none (static columns)|otdf|igdf|dvdf|tabb
+    score_column: str = "score"  # column used by otdf/igdf/dvdf per-batch weights
+    proportion: float = 0.8  # OTDF: keep this top fraction of each source batch
+    xi: float = 0.75  # IGDF: keep this top fraction of each source batch
+    igdf_alpha: float = 1.0  # IGDF: weight exp(alpha * score)
+    dvdf_lambda: float = 0.7  # DVDF: g = lambda h + (1 - lambda) advantage_norm
+    dvdf_xi: float = 0.5  # DVDF: keep this top fraction by g
+    tabb_temperature: float = 1.0  # TABB: softmax(-tbm / temperature) over the source batch
+    source_target: str = "iql"  # source TD target: iql | droco (r + gamma (V' - u)) | tabb (y_hat)
+    reward_correction: str = "none"  # DARA: none | delta_r (r + eta delta_r) | corrected_reward (column)
+    dara_eta: float = 0.1  # DARA: reward correction scale
+    bc_weight: float = 0.0  # OTDF: actor loss -= bc_weight * ELBO of pi(s) under a target CVAE
+    cvae_hidden: int = 750  # OTDF CVAE hidden width
+    cvae_kl: float = 0.5  # OTDF CVAE KL weight
+    cvae_steps: int = 10_000  # OTDF CVAE pre-training steps on target data
+    cvae_lr: float = 1e-3  # OTDF CVAE learning rate
+    cvae_batch: int = 256  # OTDF CVAE batch size
+    seed: int = 0  # first seed; seeds are seed, seed+1, ..., seed+n_seeds-1
+    n_seeds: int = 1  # independent seeds trained together (stacked networks)
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", ...
+
+    def validate(self) -> IQLConfig:
+        """Raise :class:`ConfigError` for invalid values."""
+        checks = [
+            (self.batch_norm in BATCH_NORMS, f"batch_norm must be one of {BATCH_NORMS}"),
+            (self.source_target in SOURCE_TARGETS, f"source_target must be one of {SOURCE_TARGETS}"),
+            (self.reward_correction in REWARD_CORRECTIONS,
+             f"reward_correction must be one of {REWARD_CORRECTIONS}"),
+            (self.source_in in ("critic", "critic_actor"), "source_in must be 'critic' or 'critic_actor'"),
+            (self.td_loss in ("mse", "huber"), "td_loss must be 'mse' or 'huber'"),
+            (self.source_td_loss in ("auto", "mse", "huber"), "source_td_loss must be auto, mse or huber"),
+            (self.n_seeds >= 1, "n_seeds must be >= 1"),
+            (self.batch_target >= 1 and self.batch_source >= 0, "batch sizes must be positive"),
+            (0 < self.proportion <= 1 and 0 < self.xi <= 1 and 0 < self.dvdf_xi <= 1,
+             "proportion, xi and dvdf_xi must be in (0, 1]"),
+            (self.tabb_temperature > 0, "tabb_temperature must be > 0"),
+            (self.max_steps >= 1, "max_steps must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(f"IQLConfig: {msg}")
+        return self
+
+    def required_columns(self) -> list[str]:
+        """Source columns (``extras``) this configuration needs."""
+        cols = {"otdf": [self.score_column], "igdf": [self.score_column],
+                "dvdf": [self.score_column, "advantage_norm"], "tabb": ["tbm"], "none": []}[self.batch_norm]
+        cols += {"iql": [], "droco": ["penalty"], "tabb": ["y_hat"]}[self.source_target]
+        cols += {"none": [], "delta_r": ["delta_r"], "corrected_reward": ["corrected_reward"]}[self.reward_correction]
+        return cols
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> IQLConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(d) - names)
+        if bad:
+            raise ConfigError(f"IQLConfig: unknown field(s) {bad}")
+        return cls(**d)
+
+    def with_overrides(self, items: dict[str, str]) -> IQLConfig:
+        """A copy with ``key=value`` strings applied (values parsed to the field's type)."""
+        d = self.to_dict()
+        types = {f.name: type(getattr(self, f.name)) for f in fields(self)}
+        for k, v in items.items():
+            if k not in types:
+                import difflib
+
+                close = difflib.get_close_matches(k, list(types), n=1)
+                raise ConfigError(f"--set {k}: unknown IQLConfig field" + (f" (did you mean {close[0]}?)" if close else ""))
+            t = types[k]
+            try:
+                if t is bool:
+                    if str(v).lower() not in ("1", "0", "true", "false", "yes", "no"):
+                        raise ValueError(v)
+                    d[k] = str(v).lower() in ("1", "true", "yes")
+                else:
+                    d[k] = t(float(v)) if t is int else t(v)
+            except ValueError:
+                raise ConfigError(f"--set {k}={v}: expected a {t.__name__}") from None
+        return IQLConfig(**d).validate()
+
+
+#: Named method variants: presets of :class:`IQLConfig` fields.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "iql": {},  # static curated weight/keep columns, source in the critic only
+    "iql-actor": {"source_in": "critic_actor"},  # static weights in critic, value and actor
+    "otdf": {"batch_norm": "otdf", "bc_weight": 0.5},  # per-batch OT weights + target CVAE regulariser
+    "igdf": {"batch_norm": "igdf"},  # per-batch top-xi contrastive filter, exp(alpha score)
+    "dvdf": {"batch_norm": "dvdf"},  # per-batch g = lambda h + (1-lambda) A_norm filter, exp(h)
+    "tabb": {"batch_norm": "tabb", "source_target": "tabb"},  # softmax(-TBM/T), source regresses y_hat
+    "droco": {"source_target": "droco"},  # penalised source target, Huber
+    "dara": {"reward_correction": "delta_r"},  # source reward + eta * delta_r
+}
+
+
+def make_config(variant: str = "iql", **overrides: Any) -> IQLConfig:
+    """The :class:`IQLConfig` of a named variant with field overrides."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; choose from {sorted(VARIANTS)}")
+    return IQLConfig(**{**VARIANTS[variant], **overrides}).validate()
+
+
+# ============================================================================================
+# Networks with a leading "member" dimension (seeds, or seeds x twin critics)
+# ============================================================================================
+
+
+class VecLinear(nn.Module):
+    """``E`` independent linear layers applied with one batched matmul: (E, B, i) -> (E, B, o)."""
+
+    def __init__(self, n_members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.empty(n_members, 1, out_dim))
+
+    def reset(self, gens: list[torch.Generator]) -> None:
+        """Initialise member e with ``gens[e]`` like ``nn.Linear`` (uniform +-1/sqrt(in))."""
+        e, i, o = self.weight.shape
+        bound = 1.0 / math.sqrt(i)
+        with torch.no_grad():
+            for m in range(e):
+                w = (torch.rand(o, i, generator=gens[m]) * 2 - 1) * bound  # nn.Linear's (out, in) layout
+                b = (torch.rand(o, generator=gens[m]) * 2 - 1) * bound
+                self.weight[m].copy_(w.T)
+                self.bias[m, 0].copy_(b)
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class VecMLP(nn.Module):
+    """``E`` independent ReLU MLPs ``in -> hidden x n_hidden -> out``."""
+
+    def __init__(self, n_members: int, in_dim: int, out_dim: int, hidden: int, n_hidden: int) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden] * n_hidden + [out_dim]
+        self.layers = nn.ModuleList(VecLinear(n_members, a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+
+    def reset(self, gens: list[torch.Generator]) -> None:
+        """Initialise every layer (member e draws from ``gens[e]``)."""
+        for layer in self.layers:
+            layer.reset(gens)
+
+    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+        for layer in self.layers[:-1]:
+            x = F.relu(layer(x))
+        return self.layers[-1](x)
+
+
+class GaussianActor(nn.Module):
+    """Tanh-mean Gaussian policy with a state-independent log-std (as in CORL's IQL)."""
+
+    def __init__(self, k: int, obs_dim: int, act_dim: int, hidden: int, n_hidden: int) -> None:
+        super().__init__()
+        self.net = VecMLP(k, obs_dim, act_dim, hidden, n_hidden)
+        self.log_std = nn.Parameter(torch.zeros(k, 1, act_dim))
+
+    def mean(self, obs: Tensor) -> Tensor:
+        """Deterministic action tanh(mu(s)), (K, B, act_dim)."""
+        return torch.tanh(self.net(obs))
+
+    def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
+        """log pi(a|s) summed over action dims, (K, B)."""
+        std = self.log_std.clamp(-20.0, 2.0).exp()
+        return torch.distributions.Normal(self.mean(obs), std).log_prob(act).sum(-1)
+
+
+class CVAE(nn.Module):
+    """Conditional VAE of target behaviour beta(a|s) (OTDF/SPOT), one per seed."""
+
+    def __init__(self, k: int, obs_dim: int, act_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.latent = 2 * act_dim
+        self.enc = VecMLP(k, obs_dim + act_dim, 2 * self.latent, hidden, 2)
+        self.dec = VecMLP(k, obs_dim + self.latent, act_dim, hidden, 2)
+
+    def reset(self, gens: list[torch.Generator]) -> None:
+        """Initialise (member e draws from ``gens[e]``)."""
+        self.enc.reset(gens)
+        self.dec.reset(gens)
+
+    def elbo_terms(self, obs: Tensor, act: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """(reconstruction squared error, KL), each (K, B), with reparameterisation ``noise``."""
+        mu, log_std = self.enc(torch.cat([obs, act], -1)).chunk(2, -1)
+        log_std = log_std.clamp(-4.0, 15.0)
+        z = mu + log_std.exp() * noise
+        recon = torch.tanh(self.dec(torch.cat([obs, z], -1)))
+        rec = ((recon - act) ** 2).sum(-1)
+        kl = 0.5 * (mu ** 2 + (2 * log_std).exp() - 2 * log_std - 1).sum(-1)
+        return rec, kl
+
+
+# ============================================================================================
+# Losses and per-batch source weights
+# ============================================================================================
+
+
+def weighted_mean(loss: Tensor, weight: Tensor) -> Tensor:
+    """Per-seed weighted mean of a per-sample loss: ``(loss * weight).mean(-1)``, shape (K,).
+
+    Both arguments must have exactly the same shape (K, B): a (B,) x (B, 1) product broadcasts
+    to (B, B) and silently destroys the per-sample weighting (the OTDF/IGDF bug).
+    """
+    if loss.shape != weight.shape or loss.dim() != 2:
+        raise ValueError(f"weighted_mean: loss {tuple(loss.shape)} and weight {tuple(weight.shape)} must both "
+                         "be (K, B)")
+    return (loss * weight).mean(-1)
+
+
+def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
+    """Asymmetric squared loss |tau - 1(diff < 0)| diff^2, elementwise."""
+    w = torch.where(diff < 0, 1.0 - expectile, expectile)
+    return w * diff ** 2
+
+
+def td_loss(diff: Tensor, kind: str, delta: float) -> Tensor:
+    """Elementwise TD loss: 0.5 * diff^2 ("mse" matches Huber's quadratic part) or Huber."""
+    if kind == "huber":
+        return F.huber_loss(diff, torch.zeros_like(diff), reduction="none", delta=delta)
+    return 0.5 * diff ** 2
+
+
+def _top_fraction_mask(score: Tensor, frac: float) -> Tensor:
+    """(K, B) bool: the top ``ceil(frac * B)`` entries of each row."""
+    b = score.shape[-1]
+    n = max(1, math.ceil(frac * b))
+    idx = score.topk(n, dim=-1).indices
+    return torch.zeros_like(score, dtype=torch.bool).scatter_(-1, idx, True)
+
+
+def otdf_weights(d: Tensor, proportion: float) -> Tensor:
+    """OTDF per-batch weights: d~ = (d - max d)/(max d - min d); keep top ``proportion``; exp(d~)."""
+    dmax = d.max(-1, keepdim=True).values
+    dmin = d.min(-1, keepdim=True).values
+    dn = (d - dmax) / (dmax - dmin).clamp_min(1e-8)
+    return torch.exp(dn) * _top_fraction_mask(d, proportion)
+
+
+def igdf_weights(score: Tensor, xi: float, alpha: float) -> Tensor:
+    """IGDF per-batch weights: keep the top ``xi`` of the batch, weight exp(alpha * score)."""
+    return torch.exp(alpha * score) * _top_fraction_mask(score, xi)
+
+
+def dvdf_weights(h: Tensor, adv_norm: Tensor, lam: float, xi: float) -> Tensor:
+    """DVDF per-batch weights: keep the top ``xi`` by g = lam h + (1 - lam) A_norm, weight exp(h)."""
+    g = lam * h + (1 - lam) * adv_norm
+    return torch.exp(h) * _top_fraction_mask(g, xi)
+
+
+def tabb_weights(tbm: Tensor, temperature: float) -> Tensor:
+    """TABB per-batch weights: softmax(-TBM / temperature) over the source batch, scaled to mean 1."""
+    return torch.softmax(-tbm / temperature, dim=-1) * tbm.shape[-1]
+
+
+# ============================================================================================
+# Data on the device
+# ============================================================================================
+
+
+class DeviceData:
+    """Transitions as device tensors, with per-seed sampling by ``torch.randint``."""
+
+    def __init__(self, ds: TransitionDataset, device: str, obs_mean: np.ndarray, obs_std: np.ndarray,
+                 columns: list[str], rows: np.ndarray | None = None) -> None:
+        def t(a: np.ndarray) -> Tensor:
+            return torch.from_numpy(np.array(a, dtype=np.float32)).to(device)  # a writable copy
+
+        self.obs = t((ds.observations - obs_mean) / obs_std)
+        self.act = t(ds.actions)
+        self.rew = t(ds.rewards)
+        self.next_obs = t((ds.next_observations - obs_mean) / obs_std)
+        self.done = t(ds.terminals.astype(np.float32))  # timeouts bootstrap: never merged with terminals
+        self.cols = {c: t(ds.extras[c]) for c in columns}
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long, device=device)
+        self.n = len(ds) if rows is None else len(rows)
+
+    def sample(self, gens: list[torch.Generator], batch: int) -> dict[str, Tensor]:
+        """A (K, batch) sample, seed k drawing its indices from ``gens[k]``."""
+        dev = self.obs.device
+        idx = torch.stack([torch.randint(self.n, (batch,), generator=g, device=dev) for g in gens])
+        if self.rows is not None:
+            idx = self.rows[idx]
+        out = {"obs": self.obs[idx], "act": self.act[idx], "rew": self.rew[idx],
+               "next_obs": self.next_obs[idx], "done": self.done[idx]}
+        out.update({c: v[idx] for c, v in self.cols.items()})
+        return out
+
+
+def check_source_columns(source: TransitionDataset, cfg: IQLConfig) -> np.ndarray | None:
+    """Validate the source columns a config needs; return the static sampling rows (or None).
+
+    Raises :class:`DataError` (one line, naming the dataset and column) for missing columns,
+    NaN/Inf values, negative weights or a curated set whose kept weights are all zero.
+    """
+    src = source.source
+    for c in cfg.required_columns():
+        if c not in source.extras:
+            raise DataError(f"{src}: column {c!r} is required by this variant (batch_norm={cfg.batch_norm}, "
+                            f"source_target={cfg.source_target}, reward_correction={cfg.reward_correction}); "
+                            "curate with the matching recipe")
+        v = np.asarray(source.extras[c], dtype=np.float64)
+        if not np.isfinite(v).all():
+            raise DataError(f"{src}: column {c!r} contains {int((~np.isfinite(v)).sum())} NaN/Inf value(s)")
+    if cfg.batch_norm != "none":
+        return None  # per-batch normalisation replaces the static filter and weights
+    keep = np.ones(len(source), bool)
+    if "keep" in source.extras:
+        keep = np.asarray(source.extras["keep"]).astype(bool)
+    if "weight" in source.extras:
+        w = np.asarray(source.extras["weight"], dtype=np.float64)
+        if not np.isfinite(w).all():
+            raise DataError(f"{src}: column 'weight' contains {int((~np.isfinite(w)).sum())} NaN/Inf value(s)")
+        if (w < 0).any():
+            raise DataError(f"{src}: column 'weight' has {int((w < 0).sum())} negative value(s)")
+        keep &= w > 0
+        if not keep.any():
+            raise DataError(f"{src}: all source weights are zero (or no row is kept): nothing to train on")
+    if not keep.any():
+        raise DataError(f"{src}: column 'keep' keeps no row: nothing to train on")
+    return None if keep.all() else np.flatnonzero(keep)
+
+
+# ============================================================================================
+# The trainer
+# ============================================================================================
+
+
+class IQLTrainer:
+    """Weighted IQL on a target dataset plus an optional (curated) source dataset.
+
+    Example:
+        >>> trainer = IQLTrainer(IQLConfig(max_steps=1000), target, source)   # doctest: +SKIP
+        >>> for _ in range(1000):
+        ...     metrics = trainer.train_step()
+        >>> actions = trainer.act(observations)            # (K, obs_dim) -> (K, act_dim)
+    """
+
+    def __init__(self, cfg: IQLConfig, target: TransitionDataset,
+                 source: TransitionDataset | None = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        if source is not None:
+            source.check_dims(target.obs_dim, target.act_dim, what=f"target dataset ({target.source})")
+        self.has_source = source is not None and cfg.batch_source > 0
+        self.obs_dim, self.act_dim = target.obs_dim, target.act_dim
+        k = cfg.n_seeds
+        self.seeds = [cfg.seed + i for i in range(k)]
+
+        if cfg.normalize_obs:
+            all_obs = target.observations if not self.has_source else np.concatenate(
+                [target.observations, source.observations])
+            self.obs_mean = all_obs.mean(0).astype(np.float32)
+            self.obs_std = (all_obs.std(0) + 1e-3).astype(np.float32)
+        else:
+            self.obs_mean = np.zeros(self.obs_dim, np.float32)
+            self.obs_std = np.ones(self.obs_dim, np.float32)
+
+        self.target = DeviceData(target, self.device, self.obs_mean, self.obs_std, [])
+        self.source = None
+        if self.has_source:
+            rows = check_source_columns(source, cfg)
+            cols = list(cfg.required_columns())
+            if cfg.batch_norm == "none" and "weight" in source.extras:
+                cols.append("weight")
+            self.source = DeviceData(source, self.device, self.obs_mean, self.obs_std, cols, rows)
+
+        # networks: seed k's members draw their initial weights from generator k only
+        init_gens = [torch.Generator().manual_seed(s) for s in self.seeds]
+        h, nh = cfg.hidden_dim, cfg.n_hidden
+        self.actor = GaussianActor(k, self.obs_dim, self.act_dim, h, nh)
+        self.actor.net.reset(init_gens)
+        self.q = VecMLP(2 * k, self.obs_dim + self.act_dim, 1, h, nh)  # members (seed, twin)
+        self.q.reset([g for g in init_gens for _ in range(2)])
+        self.v = VecMLP(k, self.obs_dim, 1, h, nh)
+        self.v.reset(init_gens)
+        self.cvae = None
+        if cfg.bc_weight > 0:
+            self.cvae = CVAE(k, self.obs_dim, self.act_dim, cfg.cvae_hidden)
+            self.cvae.reset(init_gens)
+        for m in (self.actor, self.q, self.v, self.cvae):
+            if m is not None:
+                m.to(self.device)
+        self.q_target = VecMLP(2 * k, self.obs_dim + self.act_dim, 1, h, nh).to(self.device)
+        self.q_target.load_state_dict(self.q.state_dict())
+        self.q_target.requires_grad_(False)
+
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.q_opt = torch.optim.Adam(self.q.parameters(), lr=cfg.critic_lr)
+        self.v_opt = torch.optim.Adam(self.v.parameters(), lr=cfg.value_lr)
+        self.cvae_opt = (torch.optim.Adam(self.cvae.parameters(), lr=cfg.cvae_lr)
+                         if self.cvae is not None else None)
+        # sampling generators live on the device: torch.randint never leaves it
+        self.gens = [torch.Generator(device=self.device).manual_seed(s * 1_000_003 + 17) for s in self.seeds]
+        self.step = 0
+        self.cvae_step = 0
+
+    # ---------------------------------------------------------------------------- sampling
+    def sample(self) -> dict[str, Tensor]:
+        """One batch: target rows first, then source rows; every array is (K, B, ...)."""
+        tb = self.target.sample(self.gens, self.cfg.batch_target)
+        if self.source is None:
+            return tb
+        sb = self.source.sample(self.gens, self.cfg.batch_source)
+        out = {key: torch.cat([tb[key], sb[key]], 1) for key in tb}
+        out.update({c: sb[c] for c in self.source.cols})  # source-only columns stay (K, Bs)
+        return out
+
+    def source_weights(self, batch: dict[str, Tensor]) -> Tensor:
+        """(K, Bs) weights of the source rows: static ``weight`` column or per-batch normalisation."""
+        c = self.cfg
+        bn = c.batch_norm
+        k, bs = batch["obs"].shape[0], c.batch_source
+        if bn == "otdf":
+            w = otdf_weights(batch[c.score_column], c.proportion)
+        elif bn == "igdf":
+            w = igdf_weights(batch[c.score_column], c.xi, c.igdf_alpha)
+        elif bn == "dvdf":
+            w = dvdf_weights(batch[c.score_column], batch["advantage_norm"], c.dvdf_lambda, c.dvdf_xi)
+        elif bn == "tabb":
+            w = tabb_weights(batch["tbm"], c.tabb_temperature)
+        elif "weight" in batch:
+            w = batch["weight"]
+        else:
+            w = torch.ones(k, bs, device=batch["obs"].device)
+        assert w.shape == (k, bs), f"source weights {tuple(w.shape)} != (K, Bs) = {(k, bs)}"
+        return w
+
+    # ---------------------------------------------------------------------------- update
+    def update(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """One IQL update (V, then Q, then actor, then target Q) on ``batch``; metrics are (K,) tensors."""
+        c = self.cfg
+        obs, act, rew, next_obs, done = (batch[x] for x in ("obs", "act", "rew", "next_obs", "done"))
+        k, b = rew.shape
+        bt = c.batch_target
+        bs = b - bt
+        assert obs.shape == (k, b, self.obs_dim) and act.shape == (k, b, self.act_dim), "batch shapes"
+        ones_t = torch.ones(k, bt, device=obs.device)
+        if bs > 0:
+            w_src = self.source_weights(batch)
+            w = torch.cat([ones_t, w_src], 1)  # (K, B): target rows weigh 1
+            if c.reward_correction == "delta_r":
+                rew = torch.cat([rew[:, :bt], rew[:, bt:] + c.dara_eta * batch["delta_r"]], 1)
+            elif c.reward_correction == "corrected_reward":
+                rew = torch.cat([rew[:, :bt], batch["corrected_reward"]], 1)
+        else:
+            w_src = None
+            w = ones_t
+        assert w.shape == (k, b), f"weights {tuple(w.shape)} != (K, B) = {(k, b)}"
+        # rows feeding V and the actor: TABB uses target data only there
+        vb = bt if c.source_target == "tabb" else b
+        ab = b if (c.source_in == "critic_actor" and c.source_target != "tabb") else bt
+
+        # --- value: expectile regression of min target Q
+        with torch.no_grad():
+            q_t = self._q_min(self.q_target, obs, act)  # (K, B)
+        v = self.v(obs).squeeze(-1)
+        adv = q_t - v
+        v_loss_k = weighted_mean(expectile_loss(adv[:, :vb], c.expectile), w[:, :vb])
+        self.v_opt.zero_grad(set_to_none=True)
+        v_loss_k.sum().backward()
+        self.v_opt.step()
+
+        # --- critic: TD regression, per-sample weights
+        q_loss_k, _, q = self.critic_loss(batch, rew, w)
+        self.q_opt.zero_grad(set_to_none=True)
+        q_loss_k.sum().backward()
+        self.q_opt.step()
+
+        # --- actor: advantage-weighted regression (+ OTDF behaviour regulariser)
+        exp_adv = torch.exp(c.beta * adv.detach()[:, :ab]).clamp(max=c.exp_adv_max)
+        logp = self.actor.log_prob(obs[:, :ab], act[:, :ab])
+        a_loss_k = weighted_mean(-exp_adv * logp, w[:, :ab])
+        metrics: dict[str, Tensor] = {}
+        if self.cvae is not None:
+            noise = torch.stack([torch.randn(bt, self.cvae.latent, generator=g, device=obs.device)
+                                 for g in self.gens])
+            pi = self.actor.mean(obs[:, :bt])
+            rec, kl = self.cvae.elbo_terms(obs[:, :bt], pi, noise)
+            elbo = -(rec + c.cvae_kl * kl)  # (K, Bt) lower bound of log beta(pi(s)|s) up to a constant
+            a_loss_k = a_loss_k - c.bc_weight * elbo.mean(-1)
+            metrics["bc_elbo"] = elbo.mean(-1).detach()
+        if c.actor_cosine:
+            frac = min(self.step, c.max_steps) / c.max_steps
+            for g in self.actor_opt.param_groups:
+                g["lr"] = c.actor_lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+        self.actor_opt.zero_grad(set_to_none=True)
+        a_loss_k.sum().backward()
+        self.actor_opt.step()
+
+        # --- target critic
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.q_target.parameters()), list(self.q.parameters()), c.tau)
+        self.step += 1
+        metrics.update({"value_loss": v_loss_k.detach(), "critic_loss": q_loss_k.detach(),
+                        "actor_loss": a_loss_k.detach(), "q_mean": q.detach().mean((1, 2)),
+                        "v_mean": v.detach().mean(-1), "adv_mean": adv.detach().mean(-1)})
+        if w_src is not None:
+            metrics["src_weight_mean"] = w_src.detach().mean(-1)
+            metrics["src_kept_frac"] = (w_src.detach() > 0).float().mean(-1)
+        return metrics
+
+    def critic_loss(self, batch: dict[str, Tensor], rew: Tensor, w: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Weighted TD loss of the twin critics.
+
+        Args:
+            batch: the batch (target rows first, then source rows).
+            rew: (K, B) rewards after any source reward correction.
+            w: (K, B) per-sample weights (target rows 1).
+
+        Returns:
+            (loss per seed (K,), per-sample loss (K, B) summed over the twins, Q values (K, 2, B)).
+        """
+        c = self.cfg
+        obs, act, next_obs, done = (batch[x] for x in ("obs", "act", "next_obs", "done"))
+        k, b = rew.shape
+        bt = c.batch_target
+        bs = b - bt
+        with torch.no_grad():
+            v_next = self.v(next_obs).squeeze(-1)
+            y = rew + c.gamma * (1.0 - done) * v_next  # timeouts bootstrap; only terminals stop
+            if bs > 0 and c.source_target == "droco":  # r + gamma (V(s') - u)
+                u = batch["penalty"]
+                y = torch.cat([y[:, :bt], rew[:, bt:] + c.gamma * (1.0 - done[:, bt:]) * (v_next[:, bt:] - u)], 1)
+            elif bs > 0 and c.source_target == "tabb":  # target-aligned y_hat
+                y = torch.cat([y[:, :bt], batch["y_hat"]], 1)
+        q = self.q(self._qin(obs, act)).view(k, 2, b)
+        diff = q - y.unsqueeze(1)  # (K, 2, B)
+        src_kind = c.source_td_loss if c.source_td_loss != "auto" else (
+            "huber" if c.source_target in ("droco", "tabb") else c.td_loss)
+        per = td_loss(diff[..., :bt], c.td_loss, c.huber_delta).sum(1)
+        if bs > 0:
+            per = torch.cat([per, td_loss(diff[..., bt:], src_kind, c.huber_delta).sum(1)], 1)
+        assert per.shape == (k, b), f"per-sample TD loss {tuple(per.shape)} != (K, B) = {(k, b)}"
+        return weighted_mean(per, w), per, q
+
+    def train_step(self) -> dict[str, Tensor]:
+        """Sample a batch and update; the CVAE (OTDF) is pre-trained first when enabled."""
+        if self.cvae is not None and self.cvae_step < self.cfg.cvae_steps:
+            self.pretrain_cvae()
+        return self.update(self.sample())
+
+    def pretrain_cvae(self) -> dict[str, float]:
+        """Train the target behaviour CVAE for the remaining ``cvae_steps`` (OTDF)."""
+        c = self.cfg
+        rec = kl = torch.zeros(c.n_seeds)
+        while self.cvae_step < c.cvae_steps:
+            tb = self.target.sample(self.gens, c.cvae_batch)
+            noise = torch.stack([torch.randn(c.cvae_batch, self.cvae.latent, generator=g, device=self.device)
+                                 for g in self.gens])
+            rec, kl = self.cvae.elbo_terms(tb["obs"], tb["act"], noise)
+            loss = (rec + c.cvae_kl * kl).mean(-1).sum()
+            self.cvae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.cvae_opt.step()
+            self.cvae_step += 1
+        self.cvae.requires_grad_(False)
+        return {"cvae_recon": float(rec.detach().mean()), "cvae_kl": float(kl.detach().mean())}
+
+    # ---------------------------------------------------------------------------- helpers
+    @staticmethod
+    def _qin(obs: Tensor, act: Tensor) -> Tensor:
+        """(K, B, o+a) -> (2K, B, o+a): each seed's input to both twin critics."""
+        return torch.cat([obs, act], -1).repeat_interleave(2, dim=0)
+
+    def _q_min(self, net: VecMLP, obs: Tensor, act: Tensor) -> Tensor:
+        k, b = obs.shape[:2]
+        return net(self._qin(obs, act)).view(k, 2, b).min(1).values
+
+    @torch.no_grad()
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """Deterministic actions tanh(mu(s)) for (K, obs_dim) raw observations (one per seed)."""
+        o = (np.asarray(observations, np.float32) - self.obs_mean) / self.obs_std
+        x = torch.as_tensor(o, device=self.device).view(self.cfg.n_seeds, -1, self.obs_dim)
+        return self.actor.mean(x).cpu().numpy().reshape(np.shape(observations)[:-1] + (self.act_dim,))
+
+    # ---------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly (loadable with ``torch.load(weights_only=True)``)."""
+        sd: dict[str, Any] = {
+            "format_version": FORMAT_VERSION, "step": self.step, "cvae_step": self.cvae_step,
+            "config": self.cfg.to_dict(),
+            "obs_mean": torch.as_tensor(self.obs_mean), "obs_std": torch.as_tensor(self.obs_std),
+            "actor": self.actor.state_dict(), "q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
+            "v": self.v.state_dict(), "actor_opt": self.actor_opt.state_dict(),
+            "q_opt": self.q_opt.state_dict(), "v_opt": self.v_opt.state_dict(),
+            "gens": [g.get_state() for g in self.gens],
+        }
+        if self.cvae is not None:
+            sd["cvae"] = self.cvae.state_dict()
+            sd["cvae_opt"] = self.cvae_opt.state_dict()
+        return sd
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (same config and data)."""
+        from xcurate.errors import StoreError
+
+        if sd.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"checkpoint format {sd.get('format_version')} is not supported "
+                             f"(this xcurate writes {FORMAT_VERSION})")
+        self.step, self.cvae_step = int(sd["step"]), int(sd["cvae_step"])
+        self.obs_mean, self.obs_std = sd["obs_mean"].numpy(), sd["obs_std"].numpy()
+        for name in ("actor", "q", "q_target", "v", "actor_opt", "q_opt", "v_opt"):
+            getattr(self, name).load_state_dict(sd[name])
+        if self.cvae is not None:
+            self.cvae.load_state_dict(sd["cvae"])
+            self.cvae_opt.load_state_dict(sd["cvae_opt"])
+            if self.cvae_step >= self.cfg.cvae_steps:
+                self.cvae.requires_grad_(False)
+        for g, s in zip(self.gens, sd["gens"], strict=True):
+            g.set_state(s)
+
+
+def load_actor(path: str, device: str = "cpu") -> tuple[GaussianActor, dict[str, Any]]:
+    """Load the actor of a checkpoint (``torch.load(weights_only=True)``); returns (actor, state)."""
+    sd = torch.load(path, map_location=device, weights_only=True)
+    cfg = IQLConfig.from_dict(sd["config"])
+    obs_dim = sd["obs_mean"].shape[0]
+    act_dim = sd["actor"]["log_std"].shape[-1]
+    actor = GaussianActor(cfg.n_seeds, obs_dim, act_dim, cfg.hidden_dim, cfg.n_hidden).to(device)
+    actor.load_state_dict(sd["actor"])
+    return actor, sd

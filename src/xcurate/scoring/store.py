@@ -1,0 +1,645 @@
+"""The score store: one directory holding a source dataset, a target dataset and score runs.
+
+Layout (``format_version`` 1)::
+
+    STORE/
+      store.json                  # format_version, xcurate_version, source/target {path, sha256,
+                                  # fingerprint, n}, domain
+      transitions.parquet         # the SOURCE dataset, one row per transition (see below)
+      target.parquet              # the TARGET dataset, same layout
+      runs/<scorer>-<hash12>/manifest.json     # score_run manifest (status running|complete)
+      runs/<scorer>-<hash12>/chunks/part-<start>.parquet   # checkpoints while running
+      runs/<scorer>-<hash12>/scores.parquet    # final: transition_id + the scorer's columns
+
+``transitions.parquet`` columns: ``transition_id``, ``episode_id``, ``step``, ``reward``,
+``terminal``, ``timeout``, ``episode_return``, ``quality`` (``metadata["quality"]`` or NULL),
+``obs``, ``act``, ``next_obs`` (fixed-size list columns, original dtype), ``qpos``/``qvel``
+(fixed-size lists, only when the dataset has them) and one column per ``extras`` entry (same
+name; 2-D extras as fixed-size lists). The dataset's metadata and source are kept as JSON in the
+Parquet schema metadata, so :meth:`Store.load_source` returns an identical dataset (same
+fingerprint).
+
+The run id hashes the scorer's config (without ``device``), its chunk size, the source and
+target fingerprints and the domain: the same inputs and settings are a cached no-op; any change
+is a new run. Runs are resumable: every chunk is written atomically, and a restarted run fits
+again (scorers are seeded, so the fit is identical) and scores only the missing chunks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from xcurate.datasets.transitions import TransitionDataset
+from xcurate.errors import ConfigError, DataError, StoreError
+from xcurate.scoring.base import ColumnSpec, Scorer, make_scorer
+from xcurate.utils import atomic_path, make_manifest, resolve_device, sha256_file, write_json_atomic
+
+FORMAT_VERSION = 1
+#: columns of transitions.parquet that score columns may not shadow.
+BASE_COLUMNS = ("transition_id", "episode_id", "step", "reward", "terminal", "timeout", "episode_return",
+                "quality", "obs", "act", "next_obs", "qpos", "qvel")
+#: transition columns repeated in the ``scores`` view.
+SCORES_BASE = ("transition_id", "episode_id", "step", "reward", "episode_return", "quality")
+_VECTOR_FIELDS = {"obs": "observations", "act": "actions", "next_obs": "next_observations",
+                  "qpos": "qpos", "qvel": "qvel"}
+_META_KEY = b"xcurate"
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset <-> Arrow
+# --------------------------------------------------------------------------------------------
+
+
+def _vector_column(arr: np.ndarray) -> pa.Array:
+    arr = np.ascontiguousarray(arr)
+    if arr.ndim == 1:
+        return pa.array(arr)
+    if arr.ndim != 2:
+        raise DataError(f"cannot store a {arr.ndim}-D column in Parquet")
+    return pa.FixedSizeListArray.from_arrays(pa.array(arr.reshape(-1)), arr.shape[1])
+
+
+def _column_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_fixed_size_list(col.type):
+        width = col.type.list_size
+        return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), width)
+    return col.to_numpy(zero_copy_only=False)
+
+
+def dataset_to_table(ds: TransitionDataset) -> pa.Table:
+    """The store's Arrow layout of a dataset (see the module docstring)."""
+    quality = ds.metadata.get("quality")
+    cols: dict[str, pa.Array] = {
+        "transition_id": pa.array(ds.transition_ids.astype(np.int64)),
+        "episode_id": pa.array(ds.episode_ids.astype(np.int64)),
+        "step": pa.array(ds.steps.astype(np.int64)),
+        "reward": pa.array(ds.rewards),
+        "terminal": pa.array(ds.terminals.astype(bool)),
+        "timeout": pa.array(ds.timeouts.astype(bool)),
+        "episode_return": pa.array(ds.episode_returns()),
+        "quality": pa.array([None if quality is None else str(quality)] * len(ds), type=pa.string()),
+    }
+    for col, attr in _VECTOR_FIELDS.items():
+        arr = getattr(ds, attr)
+        if arr is not None:
+            cols[col] = _vector_column(arr)
+    for name, arr in ds.extras.items():
+        if name in cols:
+            raise DataError(f"{ds.source}: extra column {name!r} clashes with a store column")
+        cols[name] = _vector_column(arr)
+    meta = {"metadata": ds.metadata, "source": ds.source, "extras": list(ds.extras),
+            "reward_shape": list(ds.rewards.shape)}
+    table = pa.table(cols)
+    return table.replace_schema_metadata({_META_KEY: json.dumps(meta, default=str).encode()})
+
+
+def table_to_dataset(table: pa.Table, source: str | None = None) -> TransitionDataset:
+    """Inverse of :func:`dataset_to_table` (lossless: same fingerprint)."""
+    meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
+    names = set(table.column_names)
+
+    def get(col: str) -> np.ndarray | None:
+        return _column_numpy(table.column(col)) if col in names else None
+
+    return TransitionDataset(
+        observations=get("obs"), actions=get("act"), rewards=get("reward"),
+        next_observations=get("next_obs"), terminals=get("terminal").astype(bool),
+        timeouts=get("timeout").astype(bool), episode_ids=get("episode_id"), steps=get("step"),
+        transition_ids=get("transition_id"), qpos=get("qpos"), qvel=get("qvel"),
+        extras={k: get(k) for k in meta.get("extras", [])}, metadata=meta.get("metadata", {}),
+        source=source or meta.get("source", "<store>"))
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def _load_dataset(spec: TransitionDataset | str | Path, what: str) -> tuple[TransitionDataset, str | None]:
+    """A dataset and its file path (None for in-memory datasets)."""
+    if isinstance(spec, TransitionDataset):
+        return spec, None
+    try:
+        from xcurate.datasets.io import load_dataset
+    except ImportError:  # pragma: no cover - the io module is written by another area
+        raise ConfigError(f"{what} {spec}: loading datasets from paths needs xcurate.datasets.io") from None
+    ds = load_dataset(str(spec), on_nonfinite="drop")  # NaN/Inf rows: dropped, counted in metadata
+    dropped = int(ds.metadata.get("xcurate_dropped_nonfinite", 0) or 0)
+    if dropped:
+        _warn(f"{what} {spec}: {dropped} row(s) with NaN/Inf were dropped on loading (not scored)")
+    p = Path(str(spec))
+    return ds, str(p) if p.exists() else str(spec)
+
+
+def _warn(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+
+
+def _duck_error(e: Exception) -> str:
+    msg = " ".join(str(e).split())
+    return msg if len(msg) < 400 else msg[:397] + "..."
+
+
+def _q(name: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+# --------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------
+
+
+class Store:
+    """A score store directory (see the module docstring for the layout).
+
+    Args:
+        directory: an existing store (created with :meth:`Store.create`).
+
+    Raises:
+        StoreError: not a store, an incompatible ``format_version`` or a half-written store.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        meta_path = self.dir / "store.json"
+        if not self.dir.is_dir():
+            raise StoreError(f"{self.dir}: no such store directory")
+        if not meta_path.exists():
+            if (self.dir / "transitions.parquet").exists() or any(self.dir.glob(".*.tmp*")):
+                raise StoreError(f"{self.dir}: half-written store (store.json missing); re-create it")
+            raise StoreError(f"{self.dir}: not an xcurate score store (no store.json)")
+        try:
+            self.info: dict[str, Any] = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise StoreError(f"{meta_path}: unreadable store.json ({e})") from None
+        version = self.info.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StoreError(f"{meta_path}: store format_version {version!r} is not supported "
+                             f"(this xcurate reads version {FORMAT_VERSION})")
+        for f in ("transitions.parquet", "target.parquet"):
+            if not (self.dir / f).exists():
+                raise StoreError(f"{self.dir}: half-written store ({f} missing); re-create it")
+        self._source: TransitionDataset | None = None
+        self._target: TransitionDataset | None = None
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, directory: str | Path, source: TransitionDataset | str | Path,
+               target: TransitionDataset | str | Path, domain: str | None = None) -> Store:
+        """Create a store from a source and a target dataset (objects, paths or dataset ids).
+
+        If ``directory`` already is a store built from the same data, it is opened instead
+        (so ``score`` can be re-run against it); different data raise :class:`StoreError`.
+        """
+        d = Path(directory)
+        src, src_path = _load_dataset(source, "source")
+        tgt, tgt_path = _load_dataset(target, "target")
+        src_fp, tgt_fp = src.fingerprint(), tgt.fingerprint()
+        if (d / "store.json").exists():
+            store = cls(d)
+            for what, fp, ds in (("source", src_fp, src), ("target", tgt_fp, tgt)):
+                if store.info[what]["fingerprint"] != fp:
+                    raise StoreError(f"{d}: store was built from another {what} "
+                                     f"({store.info[what]['path']}), not {ds.source}; use a new --store")
+            if domain and store.domain and domain != store.domain:
+                raise StoreError(f"{d}: store domain is {store.domain!r}, not {domain!r}")
+            if domain and not store.domain:
+                store.info["domain"] = domain
+                write_json_atomic(d / "store.json", store.info)
+            store._source, store._target = src, tgt
+            return store
+        if d.exists() and d.is_dir():
+            ours = {"transitions.parquet", "target.parquet"}
+            foreign = [p.name for p in d.iterdir() if p.name not in ours and ".tmp" not in p.name]
+            if foreign:
+                raise StoreError(f"{d}: directory is not empty and not a score store ({foreign[0]} ...)")
+        elif d.exists():
+            raise StoreError(f"{d}: exists and is not a directory")
+        if tgt.obs_dim != src.obs_dim or tgt.act_dim != src.act_dim:
+            raise DataError(f"source {src.source} has (obs, act) dims ({src.obs_dim}, {src.act_dim}) but "
+                            f"target {tgt.source} has ({tgt.obs_dim}, {tgt.act_dim})")
+        for ds in (src, tgt):
+            ds.validate(require_finite=False)
+        d.mkdir(parents=True, exist_ok=True)
+        _write_parquet(dataset_to_table(src), d / "transitions.parquet")
+        _write_parquet(dataset_to_table(tgt), d / "target.parquet")
+        from xcurate import __version__
+
+        def desc(ds: TransitionDataset, path: str | None, fp: str) -> dict[str, Any]:
+            sha = sha256_file(path) if path and Path(path).exists() else None
+            return {"path": path or ds.source, "sha256": sha, "fingerprint": fp, "n": len(ds),
+                    "obs_dim": ds.obs_dim, "act_dim": ds.act_dim,
+                    "dropped_nonfinite": int(ds.metadata.get("xcurate_dropped_nonfinite", 0) or 0)}
+
+        info = {"format_version": FORMAT_VERSION, "xcurate_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "source": desc(src, src_path, src_fp), "target": desc(tgt, tgt_path, tgt_fp),
+                "domain": domain}
+        write_json_atomic(d / "store.json", info)  # written last: marks the store complete
+        store = cls(d)
+        store._source, store._target = src, tgt
+        return store
+
+    # ------------------------------------------------------------------ data
+    @property
+    def domain(self) -> str | None:
+        """The store's default target domain (for scorers that need a simulator)."""
+        return self.info.get("domain")
+
+    def load_source(self) -> TransitionDataset:
+        """The source dataset (cached after the first call)."""
+        if self._source is None:
+            self._source = table_to_dataset(pq.read_table(self.dir / "transitions.parquet"))
+        return self._source
+
+    def load_target(self) -> TransitionDataset:
+        """The target dataset (cached after the first call)."""
+        if self._target is None:
+            self._target = table_to_dataset(pq.read_table(self.dir / "target.parquet"))
+        return self._target
+
+    # ------------------------------------------------------------------ runs
+    def run_id(self, scorer: Scorer, domain: str | None = None) -> str:
+        """The id ``<scorer>-<hash12>`` of a run of ``scorer`` on this store's data."""
+        cfg = {k: v for k, v in scorer.config().items() if k != "device"}
+        key = {"format": FORMAT_VERSION, "config": cfg, "chunk_size": int(scorer.chunk_size),
+               "source": self.info["source"]["fingerprint"], "target": self.info["target"]["fingerprint"],
+               "domain": domain if scorer.needs_domain else None}
+        h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{scorer.name}-{h}"
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """The manifest of every run (complete or not), oldest first."""
+        out = []
+        for p in sorted((self.dir / "runs").glob("*/manifest.json")):
+            try:
+                m = json.loads(p.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            m.setdefault("run_id", p.parent.name)
+            out.append(m)
+        return sorted(out, key=lambda m: (m.get("finished_ts") or m.get("started_ts") or 0, m["run_id"]))
+
+    def current_runs(self) -> dict[str, dict[str, Any]]:
+        """Scorer name -> manifest of its latest complete run."""
+        cur: dict[str, dict[str, Any]] = {}
+        for m in self.manifests():
+            if m.get("status") == "complete" and (self.dir / "runs" / m["run_id"] / "scores.parquet").exists():
+                cur[m["scorer"]] = m  # manifests() is sorted by finish time
+        return cur
+
+    def score_columns(self) -> dict[str, ColumnSpec]:
+        """Every current score column -> its :class:`ColumnSpec` (direction, range, description)."""
+        out: dict[str, ColumnSpec] = {}
+        for m in self.current_runs().values():
+            for col, spec in m.get("columns", {}).items():
+                out.setdefault(col, ColumnSpec(spec["direction"], spec["range"], spec.get("description", "")))
+        return out
+
+    def scores(self, scorer: str) -> pa.Table:
+        """The score table (transition_id + columns) of the latest complete run of ``scorer``."""
+        cur = self.current_runs()
+        if scorer not in cur:
+            raise StoreError(f"{self.dir}: no complete run of scorer {scorer!r} (run `xcurate score "
+                             f"--scorers {scorer} --store {self.dir}`)")
+        return pq.read_table(self.dir / "runs" / cur[scorer]["run_id"] / "scores.parquet")
+
+    def run(self, scorer: Scorer, source: TransitionDataset | None = None,
+            target: TransitionDataset | None = None, progress: bool = True,
+            domain: str | None = None) -> str:
+        """Fit ``scorer`` and score every source row chunk by chunk; return the run id.
+
+        Resumable (existing chunks are kept), cached (a complete run with the same id is a
+        no-op). Non-finite source rows are excluded, counted and get NULL scores.
+
+        Args:
+            scorer: any registered scorer instance.
+            source: the store's source dataset if already in memory (checked by fingerprint).
+            target: the store's target dataset if already in memory (checked by fingerprint).
+            progress: show a Rich progress bar on stderr.
+            domain: target domain for scorers with ``needs_domain`` (defaults to the store's).
+        """
+        t_start = time.perf_counter()
+        domain = domain or self.domain
+        if scorer.needs_domain:
+            if not domain and not getattr(scorer, "domain", None):
+                raise ConfigError(f"scorer {scorer.name!r} needs a target domain (pass --domain)")
+            if hasattr(scorer, "domain"):
+                if not getattr(scorer, "domain", None):
+                    scorer.domain = domain  # type: ignore[attr-defined]
+                domain = scorer.domain  # type: ignore[attr-defined]
+        rid = self.run_id(scorer, domain)
+        rdir = self.dir / "runs" / rid
+        mpath = rdir / "manifest.json"
+        if (rdir / "scores.parquet").exists() and mpath.exists():
+            if json.loads(mpath.read_text()).get("status") == "complete":
+                return rid
+        src = self._checked(source, "source") if source is not None else self.load_source()
+        tgt = self._checked(target, "target") if target is not None else self.load_target()
+        clash = set(scorer.columns) & set(BASE_COLUMNS)
+        if clash:
+            raise ConfigError(f"scorer {scorer.name!r} declares reserved column(s) {sorted(clash)}")
+
+        finite = src.finite_mask()
+        rows = np.flatnonzero(finite)
+        n_bad = int(len(src) - len(rows))
+        if n_bad:
+            _warn(f"{n_bad} source row(s) contain NaN/Inf and are not scored (NULL scores), e.g. "
+                  f"transition_id {int(src.transition_ids[~finite][0])}")
+        if not len(rows):
+            raise DataError(f"{src.source}: every source row contains NaN/Inf; nothing to score")
+        tfin = tgt.finite_mask()
+        n_tbad = int((~tfin).sum())
+        if n_tbad:
+            _warn(f"{n_tbad} target row(s) contain NaN/Inf and are ignored by the scorer")
+            tgt = tgt.select(tfin)
+
+        chunk = max(1, int(scorer.chunk_size))
+        starts = list(range(0, len(rows), chunk))
+        cdir = rdir / "chunks"
+        cdir.mkdir(parents=True, exist_ok=True)
+        state = json.loads(mpath.read_text()) if mpath.exists() else {}
+        sessions = int(state.get("sessions", 0)) + 1
+        fit_s_prev = float(state.get("timings", {}).get("fit_s", 0.0))
+        device = resolve_device(getattr(scorer, "device", "auto"))
+        running = {"kind": "score_run", "run_id": rid, "scorer": scorer.name, "status": "running",
+                   "config": scorer.config(), "seed": scorer.seed, "device": device, "domain": domain,
+                   "n_rows": len(src), "chunk_size": chunk, "n_chunks": len(starts), "sessions": sessions,
+                   "started_ts": state.get("started_ts", time.time()),
+                   "timings": {"fit_s": fit_s_prev}}
+        write_json_atomic(mpath, running)
+
+        def part(start: int) -> Path:
+            return cdir / f"part-{start:012d}.parquet"
+
+        todo = [s for s in starts if not part(s).exists()]
+        reused = len(starts) - len(todo)
+        fit_s = 0.0
+        bar = _Progress(progress, f"{scorer.name}", len(rows), done=sum(
+            min(chunk, len(rows) - s) for s in starts if s not in set(todo)))
+        with bar:
+            if todo:
+                t0 = time.perf_counter()
+                scorer.fit(tgt, src if not n_bad else src.select(rows))
+                fit_s = time.perf_counter() - t0
+                running["timings"] = {"fit_s": fit_s_prev + fit_s}
+                write_json_atomic(mpath, running)
+            for start in todo:
+                t0 = time.perf_counter()
+                idx = rows[start:start + chunk]
+                out = scorer.score(src.select(idx))
+                table = self._chunk_table(scorer, src.transition_ids[idx], out, len(idx))
+                elapsed = time.perf_counter() - t0
+                table = table.replace_schema_metadata({b"elapsed_s": str(elapsed).encode()})
+                _write_parquet(table, part(start))
+                bar.advance(len(idx))
+
+        # assemble
+        t0 = time.perf_counter()
+        parts = [pq.read_table(part(s)) for s in starts]
+        score_s = sum(float((p.schema.metadata or {}).get(b"elapsed_s", b"0")) for p in parts)
+        scored = pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
+        if not np.array_equal(scored.column("transition_id").to_numpy(), src.transition_ids[rows]):
+            raise StoreError(f"{rdir}: checkpoint chunks do not match the source rows (delete the run "
+                             "directory and run again)")
+        final = self._full_table(scored, src, rows)
+        _write_parquet(final, rdir / "scores.parquet")
+        assemble_s = time.perf_counter() - t0
+        columns = {c: {"direction": s.direction, "range": s.range, "description": s.description}
+                   for c, s in scorer.columns.items()}
+        n_null = {c: int(final.column(c).null_count) for c in scorer.columns}
+        timings = {"fit_s": fit_s_prev + fit_s, "score_s": score_s, "assemble_s": assemble_s,
+                   "session_wall_s": time.perf_counter() - t_start}
+        timings["wall_s"] = timings["fit_s"] + score_s + assemble_s
+        manifest = make_manifest(
+            "score_run", inputs={"source": self.dir / "transitions.parquet", "target": self.dir / "target.parquet"},
+            config=scorer.config(), seed=scorer.seed, timings=timings, run_id=rid, scorer=scorer.name,
+            status="complete", device=device, domain=domain, columns=columns, primary=scorer.primary,
+            n_rows=len(src), n_scored=len(rows), n_nonfinite=n_bad, n_target_nonfinite=n_tbad,
+            n_null=n_null, chunk_size=chunk, n_chunks=len(starts), reused_chunks=reused,
+            sessions=sessions, started_ts=running["started_ts"], finished_ts=time.time(),
+            source_fingerprint=self.info["source"]["fingerprint"],
+            target_fingerprint=self.info["target"]["fingerprint"])
+        write_json_atomic(mpath, manifest)
+        shutil.rmtree(cdir, ignore_errors=True)
+        return rid
+
+    def _checked(self, ds: TransitionDataset, what: str) -> TransitionDataset:
+        if ds.fingerprint() != self.info[what]["fingerprint"]:
+            raise StoreError(f"{self.dir}: the {what} dataset passed ({ds.source}) is not the store's {what}")
+        return ds
+
+    @staticmethod
+    def _chunk_table(scorer: Scorer, ids: np.ndarray, out: dict[str, np.ndarray], n: int) -> pa.Table:
+        missing = set(scorer.columns) - set(out)
+        extra = set(out) - set(scorer.columns)
+        if missing or extra:
+            raise StoreError(f"scorer {scorer.name!r} returned columns {sorted(out)} but declares "
+                             f"{sorted(scorer.columns)}")
+        cols: dict[str, pa.Array] = {"transition_id": pa.array(ids.astype(np.int64))}
+        for c in scorer.columns:
+            v = np.asarray(out[c])
+            if hasattr(v, "detach"):  # pragma: no cover - torch tensor slipped through
+                v = v.detach().cpu().numpy()
+            if v.shape != (n,):
+                raise StoreError(f"scorer {scorer.name!r} column {c!r} has shape {v.shape}, expected ({n},)")
+            if v.dtype.kind == "f":
+                v = v.astype(np.float32 if v.dtype == np.float16 else v.dtype)
+                cols[c] = pa.array(v, mask=~np.isfinite(v))  # non-finite scores are stored as NULL
+            else:
+                cols[c] = pa.array(v)
+        return pa.table(cols)
+
+    @staticmethod
+    def _full_table(scored: pa.Table, src: TransitionDataset, rows: np.ndarray) -> pa.Table:
+        """Scores in source row order, NULL for excluded (non-finite) rows."""
+        if len(rows) == len(src):
+            return scored
+        pos = np.full(len(src), -1, np.int64)
+        pos[rows] = np.arange(len(rows))
+        take = pa.array(pos, mask=pos < 0)
+        cols = {"transition_id": pa.array(src.transition_ids.astype(np.int64))}
+        for c in scored.column_names[1:]:
+            cols[c] = scored.column(c).take(take)
+        return pa.table(cols)
+
+    # ------------------------------------------------------------------ SQL
+    def connect(self):
+        """A DuckDB connection with the views ``transitions``, ``target``, one per scorer, ``scores``, ``runs``."""
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW transitions AS SELECT * FROM read_parquet({_lit(self.dir / 'transitions.parquet')})")
+        con.execute(f"CREATE VIEW target AS SELECT * FROM read_parquet({_lit(self.dir / 'target.parquet')})")
+        cur = self.current_runs()
+        select = [f"t.{_q(c)}" for c in SCORES_BASE]
+        joins, seen = [], set(SCORES_BASE)
+        for i, (name, m) in enumerate(sorted(cur.items())):
+            path = self.dir / "runs" / m["run_id"] / "scores.parquet"
+            con.execute(f"CREATE VIEW {_q(name)} AS SELECT * FROM read_parquet({_lit(path)})")
+            alias = f"r{i}"
+            joins.append(f"LEFT JOIN {_q(name)} AS {alias} ON {alias}.transition_id = t.transition_id")
+            for c in m.get("columns", {}):
+                if c not in seen:
+                    seen.add(c)
+                    select.append(f"{alias}.{_q(c)}")
+        con.execute(f"CREATE VIEW scores AS SELECT {', '.join(select)} FROM transitions AS t {' '.join(joins)}")
+        con.register("runs", self._runs_table())
+        return con
+
+    def _runs_table(self) -> pa.Table:
+        rows = []
+        current = {m["run_id"] for m in self.current_runs().values()}
+        for m in self.manifests():
+            t = m.get("timings", {})
+            rows.append({"run_id": m["run_id"], "scorer": m.get("scorer"), "status": m.get("status"),
+                         "current": m["run_id"] in current, "n_rows": m.get("n_rows"),
+                         "n_nonfinite": m.get("n_nonfinite"), "wall_s": t.get("wall_s"),
+                         "fit_s": t.get("fit_s"), "score_s": t.get("score_s"), "device": m.get("device"),
+                         "seed": m.get("seed"), "created": m.get("created"),
+                         "columns": ",".join(m.get("columns", {})),
+                         "config": json.dumps(m.get("config", {}), sort_keys=True)})
+        schema = pa.schema([("run_id", pa.string()), ("scorer", pa.string()), ("status", pa.string()),
+                            ("current", pa.bool_()), ("n_rows", pa.int64()), ("n_nonfinite", pa.int64()),
+                            ("wall_s", pa.float64()), ("fit_s", pa.float64()), ("score_s", pa.float64()),
+                            ("device", pa.string()), ("seed", pa.int64()), ("created", pa.string()),
+                            ("columns", pa.string()), ("config", pa.string())])
+        return pa.Table.from_pylist(rows, schema=schema)
+
+    def query(self, sql: str) -> pa.Table:
+        """Run SQL over the store's views and return the result as a pyarrow Table.
+
+        Views: ``transitions`` (source rows), ``target``, one per scorer (its latest complete run),
+        ``scores`` (transition_id, episode_id, step, reward, episode_return, quality + every current
+        score column) and ``runs`` (one row per run manifest).
+
+        Raises:
+            StoreError: one line with DuckDB's message for unknown views/columns or bad SQL.
+        """
+        import duckdb
+
+        con = self.connect()
+        try:
+            return con.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise StoreError(f"query failed: {_duck_error(e)}") from None
+        except AttributeError:  # a statement without a result (e.g. CREATE)
+            return pa.table({})
+        finally:
+            con.close()
+
+
+class _Progress:
+    """A Rich progress bar on stderr, or nothing."""
+
+    def __init__(self, enabled: bool, label: str, total: int, done: int = 0) -> None:
+        self.enabled = enabled
+        self.label, self.total, self.done = label, total, done
+        self._p = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                               TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+                               transient=False)
+            self._p.__enter__()
+            self._task = self._p.add_task(self.label, total=self.total, completed=self.done)
+        return self
+
+    def advance(self, n: int) -> None:
+        if self._p is not None:
+            self._p.advance(self._task, n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)
+
+
+# --------------------------------------------------------------------------------------------
+# Convenience
+# --------------------------------------------------------------------------------------------
+
+_SETTING = re.compile(r"^([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)=(.*)$")
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Parse ``["ot.eps=0.05", "contrastive.steps=500"]`` into ``{"ot": {"eps": 0.05}, ...}``.
+
+    Values are read as JSON (numbers, true/false, null, quoted strings) and otherwise kept as
+    plain strings.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        m = _SETTING.match(item.strip())
+        if not m:
+            raise ConfigError(f"--set {item!r}: expected SCORER.SETTING=VALUE, e.g. ot.eps=0.05")
+        scorer, key, raw = m.groups()
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(scorer, {})[key] = value
+    return out
+
+
+def score_datasets(source: TransitionDataset | str | Path, target: TransitionDataset | str | Path,
+                   scorers: Sequence[str] | Sequence[Scorer], store_dir: str | Path, domain: str | None = None,
+                   settings: dict[str, dict[str, Any]] | None = None, progress: bool = False) -> Store:
+    """Create (or reopen) a store and run each scorer on it.
+
+    Args:
+        source: source dataset, path or dataset id.
+        target: target dataset, path or dataset id.
+        scorers: scorer names (instantiated with ``settings[name]``) or scorer instances.
+        store_dir: the store directory.
+        domain: target domain for scorers that need a simulator (``oracle``).
+        settings: per-scorer settings, e.g. ``{"ot": {"eps": 0.05}}``.
+        progress: show progress bars.
+
+    Returns:
+        The :class:`Store`.
+    """
+    settings = settings or {}
+    insts: list[Scorer] = []
+    for s in scorers:
+        if isinstance(s, Scorer):
+            insts.append(s)
+        else:
+            insts.append(make_scorer(s, **settings.get(s, {})))
+    unknown = set(settings) - {s.name for s in insts}
+    if unknown:
+        raise ConfigError(f"settings given for scorer(s) {sorted(unknown)} that are not being run")
+    store = Store.create(store_dir, source, target, domain=domain)
+    for s in insts:
+        store.run(s, progress=progress, domain=domain)
+    return store

@@ -1,0 +1,181 @@
+"""Weighted IQL trainer: losses, weights, variants, seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from xcurate.datasets.synthetic import planted_shift
+from xcurate.errors import ConfigError, DataError
+from xcurate.policy.iql import (
+    VARIANTS,
+    IQLConfig,
+    IQLTrainer,
+    dvdf_weights,
+    igdf_weights,
+    make_config,
+    otdf_weights,
+    tabb_weights,
+    weighted_mean,
+)
+
+torch.set_num_threads(1)
+TINY = {"hidden_dim": 32, "batch_target": 16, "batch_source": 16, "max_steps": 200, "cvae_steps": 20,
+        "cvae_hidden": 32}
+
+
+@pytest.fixture(scope="module")
+def data():
+    target, source = planted_shift(n_target=300, n_source=600, seed=1)
+    rng = np.random.default_rng(0)
+    n = len(source)
+    p = source.extras["planted"].astype(np.float32)
+    source.extras.update({
+        "weight": np.where(p == 1, 1.0, 0.5).astype(np.float32), "score": p - 1 + 0.1 * rng.random(n),
+        "advantage_norm": rng.random(n), "tbm": 1 - p + 0.1 * rng.random(n), "y_hat": source.rewards * 10,
+        "penalty": 0.1 * (1 - p), "delta_r": p - 0.5, "corrected_reward": source.rewards + 0.1 * (p - 0.5)})
+    return target, source
+
+
+def _params(m: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+
+def test_weighted_mean_rejects_broadcasting_shapes():
+    loss = torch.rand(1, 8)
+    with pytest.raises(ValueError, match="must both be"):
+        weighted_mean(loss.view(8), torch.ones(8, 1))  # the (B,) x (B, 1) -> (B, B) bug
+    with pytest.raises(ValueError):
+        weighted_mean(loss, torch.ones(8, 1))
+    w = torch.zeros(1, 8)
+    w[0, 3] = 1.0
+    assert torch.allclose(weighted_mean(loss, w), loss[:, 3] / 8)
+
+
+def test_critic_loss_one_hot_weight_is_that_samples_loss(data):
+    """With a one-hot weight the critic loss (and its gradient) is that one sample's loss / B.
+
+    A weight multiplied as (B,) x (B, 1) would give sum(loss) / B^2 instead: this fails then.
+    """
+    target, source = data
+    tr = IQLTrainer(IQLConfig(**TINY, seed=3), target, source)
+    batch = tr.sample()
+    k, b = batch["rew"].shape
+    _, per, _ = tr.critic_loss(batch, batch["rew"], torch.ones(k, b))
+    j = 20  # a source row
+    w = torch.zeros(k, b)
+    w[:, j] = 1.0
+    loss, _, _ = tr.critic_loss(batch, batch["rew"], w)
+    assert torch.allclose(loss, per[:, j].detach() / b, rtol=1e-5)
+    g1 = torch.autograd.grad(loss.sum(), list(tr.q.parameters()))
+    _, per2, _ = tr.critic_loss(batch, batch["rew"], torch.ones(k, b))
+    g2 = torch.autograd.grad(per2[:, j].sum() / b, list(tr.q.parameters()))
+    for a, c in zip(g1, g2, strict=True):
+        assert torch.allclose(a, c, atol=1e-7)
+
+
+def test_loss_decreases_on_tiny_problem(data):
+    target, _ = data
+    tr = IQLTrainer(IQLConfig(**{**TINY, "batch_target": 64}, seed=0), target)
+    first = [tr.train_step()["critic_loss"].item() for _ in range(20)]
+    for _ in range(300):
+        last = tr.train_step()
+    later = [tr.train_step()["critic_loss"].item() for _ in range(20)]
+    assert np.mean(later) < 0.5 * np.mean(first)
+    assert torch.isfinite(last["actor_loss"]).all()
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_each_variant_runs(data, variant):
+    target, source = data
+    tr = IQLTrainer(make_config(variant, **TINY, n_seeds=2), target, source)
+    for _ in range(25):
+        m = tr.train_step()
+    for key, v in m.items():
+        assert v.shape == (2,), key
+        assert torch.isfinite(v).all(), key
+    if variant == "otdf":
+        assert tr.cvae_step == TINY["cvae_steps"] and "bc_elbo" in m
+        assert m["src_kept_frac"][0].item() == pytest.approx(np.ceil(0.8 * 16) / 16)
+    a = tr.act(target.observations[:2])
+    assert a.shape == (2, target.act_dim) and np.abs(a).max() <= 1
+
+
+def test_static_zero_weights_equal_training_on_the_subset(data):
+    """Zero-weight rows are never sampled: identical to training on the kept rows only."""
+    target, source = data
+    keep = source.extras["planted"] == 1
+    w = source.extras["weight"]
+    src_a = source.select(slice(None))
+    src_a.extras = {"weight": np.where(keep, 1.0, 0.0).astype(np.float32)}
+    src_b = source.select(keep)
+    src_b.extras = {}
+    cfg = IQLConfig(**TINY, normalize_obs=False, seed=5)
+    ta, tb = IQLTrainer(cfg, target, src_a), IQLTrainer(cfg, target, src_b)
+    for _ in range(30):
+        ta.train_step()
+        tb.train_step()
+    assert torch.equal(_params(ta.q), _params(tb.q))
+    assert w.min() > 0  # fixture sanity
+
+
+def test_per_batch_weight_functions():
+    torch.manual_seed(0)
+    d = torch.randn(3, 10)
+    w = otdf_weights(d, 0.8)
+    assert w.shape == (3, 10)
+    assert ((w > 0).sum(-1) == 8).all()
+    kept = w[w > 0]
+    assert kept.min() >= np.exp(-1) - 1e-6 and kept.max() <= 1 + 1e-6
+    assert torch.allclose(w.max(-1).values, torch.ones(3))  # the best row has d~ = 0
+    w = igdf_weights(d, 0.25, 1.0)
+    assert ((w > 0).sum(-1) == 3).all()
+    assert torch.allclose(w[w > 0], torch.exp(d[w > 0]))
+    w = dvdf_weights(d, torch.zeros(3, 10), 0.7, 0.5)
+    assert ((w > 0).sum(-1) == 5).all()
+    w = tabb_weights(d.abs(), 1.0)
+    assert torch.allclose(w.mean(-1), torch.ones(3))
+    assert (w.argmax(-1) == d.abs().argmin(-1)).all()  # smallest TBM, largest weight
+
+
+def test_seeds_batched_equal_separate_runs(data):
+    target, source = data
+    multi = IQLTrainer(IQLConfig(**TINY, seed=0, n_seeds=3), target, source)
+    single = IQLTrainer(IQLConfig(**TINY, seed=2, n_seeds=1), target, source)
+    for _ in range(40):
+        mm = multi.train_step()
+        ms = single.train_step()
+    assert torch.allclose(mm["critic_loss"][2], ms["critic_loss"][0], rtol=1e-4, atol=1e-6)
+    for name in ("actor", "q", "v"):
+        pm = {k: v[-1:] if k.endswith("log_std") or v.shape[0] == 3 else v[-2:]
+              for k, v in getattr(multi, name).state_dict().items()}
+        ps = getattr(single, name).state_dict()
+        for k in ps:
+            assert torch.allclose(pm[k], ps[k], atol=1e-5), (name, k)
+    assert not torch.allclose(multi.actor.net.layers[0].weight[0], multi.actor.net.layers[0].weight[1])
+
+
+def test_bad_inputs(data):
+    target, source = data
+    with pytest.raises(ConfigError, match="unknown variant"):
+        make_config("nope")
+    with pytest.raises(ConfigError, match="batch_norm"):
+        IQLConfig(batch_norm="x").validate()
+    with pytest.raises(ConfigError, match="unknown IQLConfig field"):
+        IQLConfig().with_overrides({"hiden_dim": "3"})
+    with pytest.raises(ConfigError, match="expected a int"):
+        IQLConfig().with_overrides({"hidden_dim": "abc"})
+    bad = source.select(slice(None))
+    bad.extras = {"weight": np.zeros(len(source), np.float32)}
+    with pytest.raises(DataError, match="all source weights are zero"):
+        IQLTrainer(IQLConfig(**TINY), target, bad)
+    bad.extras = {"weight": np.full(len(source), np.nan, np.float32)}
+    with pytest.raises(DataError, match="NaN"):
+        IQLTrainer(IQLConfig(**TINY), target, bad)
+    bad.extras = {}
+    with pytest.raises(DataError, match="'penalty' is required"):
+        IQLTrainer(make_config("droco", **TINY), target, bad)
+    other, _ = planted_shift(n_target=50, n_source=10, obs_dim=4)
+    with pytest.raises(DataError, match="dims"):
+        IQLTrainer(IQLConfig(**TINY), target, other)

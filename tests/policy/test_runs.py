@@ -1,0 +1,147 @@
+"""Training runs: resume, evaluation, CLI, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from xcurate.datasets.io import save_dataset
+from xcurate.datasets.synthetic import planted_shift
+from xcurate.errors import DataError, StoreError
+from xcurate.policy.evaluate import check_layout, run_episodes, score_returns
+from xcurate.policy.runs import RunSpec, evaluate_run, list_runs, summarize, train
+
+torch.set_num_threads(1)
+SETS = {"hidden_dim": "32", "batch_target": "16", "batch_source": "16"}
+
+
+@pytest.fixture(scope="module")
+def hopper_like():
+    """Synthetic data with Hopper's layout (11 obs, 3 actions)."""
+    target, source = planted_shift(n_target=200, n_source=400, obs_dim=11, act_dim=3, seed=2)
+    source.extras["weight"] = np.where(source.extras["planted"] == 1, 1.0, 0.3).astype(np.float32)
+    source.extras["keep"] = np.ones(len(source), bool)
+    return target, source
+
+
+@pytest.fixture
+def files(tmp_path, hopper_like):
+    target, source = hopper_like
+    t = save_dataset(target, tmp_path / "target.parquet")
+    s = save_dataset(source, tmp_path / "curated.parquet")
+    return str(t), str(s)
+
+
+def _spec(**kw) -> RunSpec:
+    base = {"target": "-", "domain": "hopper", "steps": 40, "n_seeds": 2, "eval_every": 0, "eval_episodes": 0,
+            "log_every": 10, "checkpoint_every": 10, "overrides": dict(SETS)}
+    return RunSpec(**{**base, **kw})
+
+
+def test_resume_equals_uninterrupted(tmp_path, hopper_like):
+    target, source = hopper_like
+    train(_spec(), tmp_path / "a", target=target, source=source, progress=False)
+    s1 = train(_spec(), tmp_path / "b", target=target, source=source, progress=False, stop_after=25)
+    assert s1["steps_done"] == 25 and not s1["complete"]
+    s2 = train(_spec(), tmp_path / "b", target=target, source=source, progress=False)
+    assert s2["complete"]
+    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 40
+    for net in ("actor", "q", "v", "q_target"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    rows_a = (tmp_path / "a" / "progress.csv").read_text().splitlines()
+    rows_b = (tmp_path / "b" / "progress.csv").read_text().splitlines()
+    assert len(rows_a) == len(rows_b) == 1 + 4 * 2  # header + 4 log points x 2 seeds
+    assert rows_a[-1] == rows_b[-1]
+
+
+def test_run_with_evaluation_and_summary(tmp_path, hopper_like):
+    target, source = hopper_like
+    spec = _spec(eval_every=20, eval_episodes=1, eval_max_steps=15)
+    s = train(spec, tmp_path / "r", target=target, source=source, progress=False)
+    assert s["evaluations"] == 2 and s["seeds"] == [0, 1]
+    assert s["normalized"] is False and "raw return" in s["metric"]  # hopper has no references yet
+    assert s["best_mean"] >= s["last_mean"] - 1e-9
+    man = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert man["kind"] == "policy_run" and man["seeds"] == [0, 1] and man["timings"]["updates_per_s"] > 0
+    assert man["config"]["iql"]["n_seeds"] == 2
+    assert summarize(tmp_path / "r")["last_step"] == 40
+    sc = evaluate_run(tmp_path / "r", episodes=1, max_steps=15)
+    assert sc.returns.shape == (2, 1)
+    assert [r["run"] for r in list_runs(tmp_path)] == [str(tmp_path / "r")]
+
+
+def test_evaluation_is_deterministic():
+    def act(o):
+        return np.zeros((o.shape[0], 3), np.float32)
+
+    r1 = run_episodes(act, "hopper", 2, 2, max_steps=10)
+    r2 = run_episodes(act, "hopper", 2, 2, max_steps=10)
+    assert r1.shape == (2, 2) and np.array_equal(r1, r2)
+    assert np.array_equal(r1[0], r1[1])  # every seed sees the same initial states
+    sc = score_returns("hopper", r1)
+    assert not sc.normalized and sc.scores.shape == (2,)
+
+
+def test_bad_inputs(tmp_path, hopper_like):
+    target, source = hopper_like
+    wrong, _ = planted_shift(n_target=50, n_source=10, obs_dim=17, act_dim=6)
+    with pytest.raises(DataError, match="do not match the domain"):
+        train(_spec(), tmp_path / "x", target=wrong, progress=False)
+    meta = target.select(slice(None))
+    meta.metadata = {"domain": "walker2d"}
+    with pytest.raises(DataError, match="observation layouts differ"):
+        check_layout("hopper", meta)
+    bad = source.select(slice(None))
+    bad.extras = {"weight": np.zeros(len(source), np.float32)}
+    with pytest.raises(DataError, match="all zero"):
+        train(_spec(), tmp_path / "x", target=target, source=bad, progress=False)
+    bad.extras = {"weight": np.full(len(source), np.nan, np.float32)}
+    with pytest.raises(DataError, match="NaN"):
+        train(_spec(), tmp_path / "x", target=target, source=bad, progress=False)
+    with pytest.raises(DataError, match="'y_hat' is required"):
+        train(_spec(variant="tabb", overrides={**SETS, "batch_norm": "none"}), tmp_path / "x",
+              target=target, source=source, progress=False)
+    assert not (tmp_path / "x").exists()  # nothing written for bad input
+    train(_spec(steps=10), tmp_path / "v", target=target, progress=False)
+    with pytest.raises(StoreError, match="different configuration"):
+        train(_spec(steps=10, seed=7), tmp_path / "v", target=target, progress=False)
+    conf = json.loads((tmp_path / "v" / "config.json").read_text())
+    conf["format_version"] = 999
+    (tmp_path / "v" / "config.json").write_text(json.dumps(conf))
+    with pytest.raises(StoreError, match="format 999"):
+        train(_spec(steps=10), tmp_path / "v", target=target, progress=False)
+    with pytest.raises(StoreError, match="format 999"):
+        evaluate_run(tmp_path / "v")
+
+
+def test_cli_train_evaluate_runs(tmp_path, files, run_cli):
+    t, s = files
+    run = tmp_path / "runs" / "r1"
+    code, out, err = run_cli(["train", "--target", t, "--source", s, "--domain", "hopper", "--steps", "30",
+                              "--seeds", "2", "--eval-every", "15", "--eval-episodes", "1",
+                              "--eval-max-steps", "10", "--log-every", "10", "--set", "hidden_dim=32",
+                              "--set", "batch_target=16", "--set", "batch_source=16", "--out", run,
+                              "--no-progress"])
+    assert code == 0, err
+    assert "last (mean ± std)" in out and (run / "checkpoints" / "last.pt").exists()
+    code, out, err = run_cli(["evaluate", run, "--episodes", "1", "--max-steps", "10"])
+    assert code == 0, err
+    assert "all" in out
+    code, out, _ = run_cli(["runs", "list", tmp_path / "runs"])
+    assert code == 0 and "r1" in out and "hopper" in out
+    code, out, _ = run_cli(["runs", "show", run])
+    assert code == 0 and "iql.expectile" in out and "evaluations" in out
+    code, _, err = run_cli(["train", "--target", t, "--domain", "hopper", "--steps", "5", "--set", "nope=1",
+                            "--out", tmp_path / "bad"])
+    assert code == 1 and "unknown IQLConfig field" in err
+    code, _, err = run_cli(["train", "--target", t, "--domain", "walker2d", "--steps", "5", "--out",
+                            tmp_path / "bad"])
+    assert code == 1 and "do not match" in err
+    code, _, err = run_cli(["runs", "show", tmp_path])
+    assert code == 1 and "not a training run" in err

@@ -1,0 +1,75 @@
+"""CLI: xcurate score / query / store show."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from xcurate.datasets.synthetic import planted_shift
+
+
+@pytest.fixture()
+def files(tmp_path):
+    from xcurate.datasets.io import save_dataset
+
+    tg, src = planted_shift(n_target=150, n_source=300, seed=1)
+    save_dataset(src, tmp_path / "src.parquet")
+    save_dataset(tg, tmp_path / "tgt.hdf5")
+    return tmp_path / "src.parquet", tmp_path / "tgt.hdf5"
+
+
+def test_score_query_show(tmp_path, files, run_cli):
+    src, tgt = files
+    store = tmp_path / "store"
+    code, out, err = run_cli(["score", "--source", src, "--target", tgt, "--scorers", "ot,knn",
+                              "--set", "ot.chunk=100", "--set", "knn.k=2", "--seed", "3", "--device", "cpu",
+                              "--store", store, "--no-progress"])
+    assert code == 0, err
+    assert "ot_score (higher)" in out and "knn_distance (lower)" in out
+    runs = json.loads((store / "store.json").read_text())
+    assert runs["source"]["sha256"] and runs["source"]["n"] == 300
+    # second call: cached
+    code, out, err = run_cli(["score", "--source", src, "--target", tgt, "--scorers", "ot,knn", "--set",
+                              "ot.chunk=100", "--set", "knn.k=2", "--seed", "3", "--store", store, "--no-progress"])
+    assert code == 0 and err.count("cached run") == 2
+    code, out, err = run_cli(["query", "SELECT count(*) AS n, count(ot_score) AS m FROM scores", "--store", store,
+                              "--format", "json"])
+    assert code == 0 and json.loads(out) == [{"n": 300, "m": 300}]
+    code, out, _ = run_cli(["query", "SELECT scorer, config FROM runs ORDER BY scorer", "--store", store,
+                            "--format", "csv"])
+    assert code == 0 and out.splitlines()[0] == '"scorer","config"' and '\\"k\\": 2' not in out
+    assert json.loads(json.loads(json.dumps(out.splitlines()[1].split(",", 1)[1]))
+                      .strip('"').replace('""', '"'))["k"] == 2
+    code, out, _ = run_cli(["query", "SELECT ntile(10) OVER (ORDER BY ot_score) AS decile, * FROM scores",
+                            "--store", store, "--format", "parquet", "--out", tmp_path / "q.parquet"])
+    assert code == 0 and pq.read_table(tmp_path / "q.parquet").num_rows == 300
+    code, out, _ = run_cli(["query", "SELECT transition_id, knn_score FROM scores", "--store", store,
+                            "--max-rows", "5"])
+    assert code == 0 and "300 rows, 5 shown" in out
+    code, out, _ = run_cli(["store", "show", store])
+    assert code == 0 and "ot_score" in out and "higher" in out and "complete" in out
+
+
+def test_cli_errors(tmp_path, files, run_cli):
+    src, tgt = files
+    store = tmp_path / "store"
+    base = ["score", "--source", src, "--target", tgt, "--store", store, "--no-progress"]
+    for extra, needle in [(["--scorers", "nope"], "unknown scorer"),
+                          (["--scorers", "ot", "--set", "ot.nope=1"], "no setting"),
+                          (["--scorers", "ot", "--set", "knn.k=1"], "not in --scorers"),
+                          (["--scorers", "ot", "--set", "bad"], "SCORER.SETTING=VALUE"),
+                          (["--scorers", "ot", "--device", "tpu"], "--device")]:
+        code, _, err = run_cli(base + extra)
+        assert code == 1 and needle in err and "Traceback" not in err, err
+    code, _, err = run_cli(["score", "--source", tmp_path / "missing.parquet", "--target", tgt,
+                            "--scorers", "knn", "--store", store])
+    assert code == 1 and "error:" in err
+    code, _, err = run_cli(["query", "SELECT 1", "--store", tmp_path / "nostore"])
+    assert code == 1 and "no such store" in err
+    run_cli(base + ["--scorers", "knn"])
+    code, _, err = run_cli(["query", "SELECT bogus FROM scores", "--store", store])
+    assert code == 1 and "bogus" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(["query", "SELECT 1", "--store", store, "--format", "parquet"])
+    assert code == 1 and "--out" in err
