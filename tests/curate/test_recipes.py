@@ -8,6 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+import torch
 
 from xcurate.curate.recipes import RECIPES, curate, curate_to_file
 from xcurate.datasets.io import load_dataset, read_manifest
@@ -16,6 +17,7 @@ from xcurate.errors import ConfigError, DataError, StoreError
 from xcurate.scoring.base import ColumnSpec, Scorer, make_scorer
 from xcurate.scoring.store import Store
 
+torch.set_num_threads(1)
 COLS = ["ot_score", "contrastive_score", "advantage_norm", "tbm", "tbm_y_hat", "ensemble_penalty", "dara_delta_r"]
 
 

@@ -201,3 +201,23 @@ def test_real_cs285_rollouts(shared_dir, tmp_path, robot, obs_dim, act_dim):
     np.testing.assert_array_equal(ds.next_observations[:-1][same_ep], ds.observations[1:][same_ep])
     assert ds.returns_per_episode().min() > 3000  # expert rollouts
     assert_same(ds, load_dataset(save_dataset(ds, tmp_path / "x.parquet")))
+
+
+def test_cs285_short_path_keeps_real_termination(tmp_path):
+    import pickle
+
+    rng = np.random.default_rng(0)
+
+    def path(t, end_terminal):
+        s = rng.normal(size=(t + 1, 2))
+        term = np.zeros(t, bool)
+        term[-1] = end_terminal
+        return {"observation": s[:-1], "action": rng.normal(size=(t, 1)).astype(np.float32),
+                "reward": np.ones(t), "next_observation": s[1:], "terminal": term, "image_obs": []}
+
+    p = tmp_path / "expert_data_Toy-v1.pkl"
+    p.write_bytes(pickle.dumps([path(3, True), path(5, True)]))
+    ds = load_dataset(p, max_episode_steps=5)
+    assert ds.terminals.tolist() == [False, False, True] + [False] * 5  # fell after 3 steps
+    assert ds.timeouts.tolist() == [False] * 7 + [True]  # cut by the 5-step limit
+    assert ds.episode_ids.tolist() == [0, 0, 0, 1, 1, 1, 1, 1] and ds.metadata["env_id"] == "Toy-v1"

@@ -216,3 +216,14 @@ def test_failing_write_to_new_path_creates_nothing(tmp_path):
     with pytest.raises(DataError, match="column 'cube' has 3 dims"):
         save_dataset(ds, tmp_path / "new.parquet")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_pickle(tmp_path):
+    p = tmp_path / "rollouts.pkl"
+    path = {"observation": np.zeros((4, 2)), "action": np.zeros((4, 1), np.float32), "reward": np.ones(4),
+            "next_observation": np.ones((4, 2)), "terminal": np.zeros(4, bool)}
+    data = pickle.dumps([path, path])
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="cannot read pickle") as e:
+        load_dataset(p)
+    _one_line(e, p)

@@ -102,7 +102,7 @@ def test_hopper_clipped_rows_are_invalid(data):
 def test_warmstart_gives_bit_exact_replay():
     ds = collect("walker2d", n=40, warmstart=True)
     res = replay("walker2d", ds)
-    assert res.info["warmstart"]
+    assert res.info["warmstart"] == "stored"
     np.testing.assert_array_equal(res.next_observations, ds.next_observations)
 
 

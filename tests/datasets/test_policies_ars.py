@@ -47,3 +47,14 @@ def test_saved_linear_policy_round_trip(tmp_path, monkeypatch):
     obs = np.random.default_rng(1).normal(size=(5, 11))
     np.testing.assert_allclose(p(obs), np.clip(((obs - mean) / std) @ W.T, -1, 1), rtol=1e-6, atol=1e-6)
     assert p.info["level"] == "test"
+
+
+def test_ars_resume_from_final_state():
+    cfg = ARSConfig(n_directions=2, top_directions=1, horizon=20, max_iterations=1, eval_every=1,
+                    eval_episodes=1, seed=0)
+    a = train_ars("hopper", cfg)
+    b = train_ars("hopper", cfg, init=a.final_state)
+    assert int(b.final_state["n"]) > int(a.final_state["n"]) > 0
+    assert not np.allclose(b.final_state["W"], a.final_state["W"])
+    with pytest.raises(ConfigError, match="init W has shape"):
+        train_ars("walker2d", cfg, init=a.final_state)

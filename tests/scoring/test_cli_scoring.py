@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pyarrow.parquet as pq
@@ -39,9 +41,9 @@ def test_score_query_show(tmp_path, files, run_cli):
     assert code == 0 and json.loads(out) == [{"n": 300, "m": 300}]
     code, out, _ = run_cli(["query", "SELECT scorer, config FROM runs ORDER BY scorer", "--store", store,
                             "--format", "csv"])
-    assert code == 0 and out.splitlines()[0] == '"scorer","config"' and '\\"k\\": 2' not in out
-    assert json.loads(json.loads(json.dumps(out.splitlines()[1].split(",", 1)[1]))
-                      .strip('"').replace('""', '"'))["k"] == 2
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["scorer"] for r in rows] == ["knn", "ot"]
+    assert json.loads(rows[0]["config"])["k"] == 2 and json.loads(rows[1]["config"])["seed"] == 3
     code, out, _ = run_cli(["query", "SELECT ntile(10) OVER (ORDER BY ot_score) AS decile, * FROM scores",
                             "--store", store, "--format", "parquet", "--out", tmp_path / "q.parquet"])
     assert code == 0 and pq.read_table(tmp_path / "q.parquet").num_rows == 300

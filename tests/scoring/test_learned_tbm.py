@@ -12,13 +12,14 @@ from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_tbm import avg_l1_norm, scaled_latent_error, tbm_targets
 
 torch.set_num_threads(1)
-TINY = dict(encoder_steps=600, finetune_steps=300, value_steps=1500, gamma=0.9, hidden=(64, 64), zs_dim=16,
+TINY = dict(encoder_steps=300, finetune_steps=150, value_steps=600, gamma=0.9, hidden=(32, 32), zs_dim=16,
             zsa_dim=16, batch_size=128, device="cpu", seed=0)
 
 
 @pytest.fixture(scope="module")
 def data():
-    return planted_shift(n_target=500, n_source=1000, seed=0)
+    # shift 1.0 (not the default 0.5): see test_planted_signal's docstring
+    return planted_shift(n_target=500, n_source=1000, seed=0, shift=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,13 @@ def test_tbm_maths():
 
 
 def test_planted_signal(data, fitted):
-    """Target-dynamics rows rank better. Reached with this budget: tbm_latent_error AUC ~0.9,
-    tbm AUC ~0.6 (random: 0.5 +- 0.02).
+    """Target-dynamics rows rank better. Reached with this budget at shift 1.0: tbm AUC 0.895,
+    tbm_latent_error AUC 0.95 (random: 0.5 +- 0.02).
 
-    TBM is a value-weighted mismatch: on the planted linear system it only sees the part of the
-    dynamics shift that changes V_tar, and its absolute error shrinks on low-magnitude states,
-    so its AUC is lower than that of the dynamics part alone (documented in the README)."""
+    TBM is a value-weighted mismatch: it only sees the part of the dynamics shift that changes
+    V_tar, and its absolute error shrinks on low-magnitude states. At the default shift 0.5 a
+    similar budget reaches tbm AUC ~0.6 only (tbm_latent_error ~0.85), hence shift 1.0 here
+    (documented in docs/readme/scorers-learned.md)."""
     _, source = data
     _, out = fitted
     lab = source.extras["planted"]
@@ -55,14 +57,19 @@ def test_planted_signal(data, fitted):
     assert np.all(out["tbm"] >= 0) and np.array_equal(out["tbm_score"], -out["tbm"])
     assert np.all(out["tbm_latent_error"] >= 0) and np.isfinite(out["tbm_y_hat"]).all()
     assert auc(-out["tbm_latent_error"], lab) >= 0.8
-    assert auc(out["tbm_score"], lab) >= 0.58
+    assert auc(out["tbm_score"], lab) >= 0.75
 
 
 def test_deterministic_and_chunk_independent(data, fitted):
     target, source = data
-    again = make_scorer("tbm", **TINY).fit(target, source)
-    np.testing.assert_array_equal(again.score(source)["tbm"], fitted[1]["tbm"])
-    part = again.score(source.select(slice(100, 250)))["tbm_y_hat"]
+    small = dict(TINY, encoder_steps=30, finetune_steps=20, value_steps=30)
+    a = make_scorer("tbm", **small).fit(target, source).score(source)
+    b = make_scorer("tbm", **small).fit(target, source).score(source)
+    for c in a:
+        np.testing.assert_array_equal(a[c], b[c])
+    c = make_scorer("tbm", **{**small, "seed": 1}).fit(target, source).score(source)
+    assert not np.array_equal(a["tbm"], c["tbm"])
+    part = fitted[0].score(source.select(slice(100, 250)))["tbm_y_hat"]
     np.testing.assert_allclose(part, fitted[1]["tbm_y_hat"][100:250], rtol=1e-5, atol=1e-5)
 
 

@@ -63,6 +63,7 @@ class ARSResult:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     env_steps: int = 0
     seconds: float = 0.0
+    final_state: dict[str, np.ndarray] = field(default_factory=dict)  # W, mean, m2, n: pass as init= to resume
 
     @property
     def best(self) -> Checkpoint:
@@ -127,7 +128,8 @@ def _rollout(env: Any, M: np.ndarray, mean: np.ndarray, std: np.ndarray, horizon
 
 
 def train_ars(domain: Any, config: ARSConfig | None = None,
-              callback: Callable[[Checkpoint], None] | None = None) -> ARSResult:
+              callback: Callable[[Checkpoint], None] | None = None,
+              init: dict[str, np.ndarray] | None = None) -> ARSResult:
     """Train a linear policy with ARS V2-t on ``domain`` within the configured budget.
 
     Args:
@@ -135,6 +137,7 @@ def train_ars(domain: Any, config: ARSConfig | None = None,
             horizon is enforced here).
         config: Hyper-parameters and budget.
         callback: Called with every new evaluated :class:`Checkpoint` (e.g. to log progress).
+        init: ``final_state`` of an earlier run (keys W, mean, m2, n) to continue training from.
 
     Returns:
         An :class:`ARSResult` with all checkpoints.
@@ -152,6 +155,11 @@ def train_ars(domain: Any, config: ARSConfig | None = None,
     obs_dim, act_dim = dom.obs_dim, dom.act_dim
     M = np.zeros((act_dim, obs_dim))
     stat = RunningStat(obs_dim)
+    if init is not None:
+        if np.shape(init["W"]) != (act_dim, obs_dim):
+            raise ConfigError(f"init W has shape {np.shape(init['W'])}, domain {dom.name} needs {(act_dim, obs_dim)}")
+        M = np.array(init["W"], dtype=np.float64)
+        stat.mean, stat.m2, stat.n = np.array(init["mean"], np.float64), np.array(init["m2"], np.float64), int(init["n"])
     res = ARSResult(domain=dom.name, config=cfg)
     t0 = time.perf_counter()
     ep_seed = int(rng.integers(2**31))
@@ -195,6 +203,7 @@ def train_ars(domain: Any, config: ARSConfig | None = None,
         env.close()
         eval_env.close()
     res.seconds = time.perf_counter() - t0
+    res.final_state = {"W": M.copy(), "mean": stat.mean.copy(), "m2": stat.m2.copy(), "n": np.array(stat.n)}
     return res
 
 

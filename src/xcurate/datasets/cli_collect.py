@@ -8,7 +8,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+
+
+def _console() -> Console:
+    """A fresh console (honours $COLUMNS at call time)."""
+    return Console()
+
+
+def _policy_label(origin: str, spec: str | None) -> str:
+    """Short policy name for tables: ``zoo:tqc``, ``builtin:hopper-medium``, ``random``."""
+    if spec is None:
+        return origin
+    if spec.startswith("sb3:"):
+        parts = Path(spec[4:]).parts
+        return f"{origin}:{parts[-3]}" if len(parts) >= 3 else f"{origin}:{parts[-1]}"
+    return spec
 
 
 def collect_cmd(
@@ -31,7 +45,7 @@ def collect_cmd(
     path = save_dataset(ds, out, config={"command": "collect", "domain": domain, "policy": policy, "noise": noise,
                                          "seed": seed, "quality": quality, "transitions": transitions})
     m = ds.metadata
-    console.print(f"wrote {path}: {len(ds)} transitions, {ds.n_episodes} episodes, "
+    _console().print(f"wrote {path}: {len(ds)} transitions, {ds.n_episodes} episodes, "
                   f"return {m['return_mean']:.1f} +/- {m['return_std']:.1f}, "
                   f"{m['steps_per_second']:.0f} steps/s", highlight=False)
 
@@ -75,7 +89,7 @@ def suite_build(
     from xcurate.datasets.suite import build_suite
 
     cfg = _suite_config(robots, shifts, source_size, target_size, root, seed, noise, prefer, overwrite)
-    entries = build_suite(cfg, progress=progress, log=lambda m: console.print(m, highlight=False))
+    entries = build_suite(cfg, progress=progress, log=lambda m: _console().print(m, highlight=False))
     _entries_table(entries, "suite")
 
 
@@ -100,11 +114,10 @@ def _entries_table(entries, title: str) -> None:
     for c in ("dataset id", "size", "policy", "status", "return", "seconds", "note"):
         t.add_column(c)
     for e in entries:
-        pol = e.policy_origin if e.policy is None else f"{e.policy_origin}:{Path(str(e.policy)).name}"
-        t.add_row(e.dataset_id, str(e.size), pol, e.status,
+        t.add_row(e.dataset_id, str(e.size), _policy_label(e.policy_origin, e.policy), e.status,
                   "" if e.return_mean is None else f"{e.return_mean:.1f}",
                   f"{e.seconds:.1f}" if e.seconds else "", e.note)
-    console.print(t)
+    _console().print(t)
 
 
 policies_app = typer.Typer(help="Behaviour policies (builtin and found in ../shared).", no_args_is_help=True)
@@ -128,7 +141,7 @@ def policies_list() -> None:
         r = d["reported_return"]
         t.add_row(d["spec"], d["robot"] or "?", d["algo"], "" if r is None else f"{r:.0f}",
                   "../shared README (5 episodes, v5)")
-    console.print(t)
+    _console().print(t)
 
 
 @policies_app.command("evaluate")
@@ -142,7 +155,7 @@ def policies_evaluate(
     from xcurate.datasets.collect import evaluate
 
     rets = evaluate(domain, spec, episodes=episodes, seed=seed)
-    console.print(f"{spec} in {domain}: return {rets.mean():.1f} +/- {rets.std():.1f} over {episodes} episodes "
+    _console().print(f"{spec} in {domain}: return {rets.mean():.1f} +/- {rets.std():.1f} over {episodes} episodes "
                   f"({', '.join(f'{r:.0f}' for r in rets)})", highlight=False)
 
 

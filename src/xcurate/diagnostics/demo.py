@@ -37,7 +37,7 @@ class DemoConfig:
     """Sizes and budgets of the demo (``fast()`` gives the CI-sized variant)."""
 
     source_domain: str = "hopper"  # unshifted source domain
-    target_domain: str = "hopper-gravity-2.0"  # shifted target domain (the builtin policy degrades there)
+    target_domain: str = "hopper-friction-0.5"  # shifted target domain (the builtin policy degrades there)
     policy: str = "builtin:hopper-medium"  # behaviour policy for the medium part and the target data
     n_random: int = 1_500  # source transitions with uniform random actions
     n_medium: int = 3_500  # source transitions from the medium policy
@@ -52,6 +52,7 @@ class DemoConfig:
     eval_episodes: int = 5  # deterministic evaluation episodes in the target domain
     eval_max_steps: int | None = None  # cap on evaluation episode length (None: the env's 1000)
     bins: int = 10  # percentile groups of the diagnostics report
+    torch_threads: int = 2  # torch CPU threads (1 avoids oversubscription on small nets / busy machines)
     seed: int = 0  # seed of collection, scorers and training
 
     @classmethod
@@ -73,7 +74,7 @@ class DemoConfig:
         """The CI-sized demo (< 2 minutes on a 2-core CPU): tiny data and budgets."""
         h = [32, 32]
         return cls(seed=seed, n_random=400, n_medium=800, n_target=400, train_steps=200, eval_episodes=1,
-                   eval_max_steps=200, bins=5, recipes=("otdf", "tabb"),
+                   eval_max_steps=200, bins=5, recipes=("otdf", "tabb"), torch_threads=1,
                    scorer_settings={
                        "contrastive": {"steps": 60, "hidden": h, "embed_dim": 16},
                        "advantage": {"steps": 60, "hidden": h},
@@ -145,9 +146,27 @@ def run_demo(out: str | Path | None = None, fast: bool = False, force: bool = Fa
     Returns:
         The :class:`DemoResult`.
     """
-    import numpy as np
     import torch
     from rich.console import Console
+
+    from xcurate.utils import data_root
+
+    console = console or Console()
+    cfg = config or (DemoConfig.fast(seed) if fast else DemoConfig.default(seed))
+    out = Path(out) if out is not None else data_root() / ("demo-fast" if fast else "demo")
+    _prepare_out(out, force)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, cfg.torch_threads))
+    try:
+        return _run(cfg, out, fast, console)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
+    import numpy as np
+    import pyarrow.csv as pacsv
+    import torch
     from rich.table import Table
 
     from xcurate.datasets.collect import collect
@@ -158,12 +177,8 @@ def run_demo(out: str | Path | None = None, fast: bool = False, force: bool = Fa
     from xcurate.diagnostics.report import diagnose
     from xcurate.scoring.base import make_scorer
     from xcurate.scoring.store import Store
-    from xcurate.utils import data_root, make_manifest, write_json_atomic
+    from xcurate.utils import atomic_path, make_manifest, write_json_atomic
 
-    console = console or Console()
-    cfg = config or (DemoConfig.fast(seed) if fast else DemoConfig.default(seed))
-    out = Path(out) if out is not None else data_root() / ("demo-fast" if fast else "demo")
-    _prepare_out(out, force)
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
@@ -221,10 +236,6 @@ def run_demo(out: str | Path | None = None, fast: bool = False, force: bool = Fa
     console.print("[bold cyan]3/7 query[/]: deciles of ot_score (1 = closest to the target) vs the oracle")
     console.print(f"  [dim]xcurate query \"{sql}\" --store {out / 'store'}[/]", soft_wrap=True)
     qt = store.query(sql)
-    import pyarrow.csv as pacsv
-
-    from xcurate.utils import atomic_path
-
     with atomic_path(out / "query_ot_deciles.csv") as tmp:
         pacsv.write_csv(qt, tmp)
     table = Table(show_header=True, header_style="bold")

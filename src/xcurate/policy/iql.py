@@ -232,8 +232,9 @@ class GaussianActor(nn.Module):
 
     def log_prob(self, obs: Tensor, act: Tensor) -> Tensor:
         """log pi(a|s) summed over action dims, (K, B)."""
-        std = self.log_std.clamp(-20.0, 2.0).exp()
-        return torch.distributions.Normal(self.mean(obs), std).log_prob(act).sum(-1)
+        log_std = self.log_std.clamp(-20.0, 2.0)
+        z = (act - self.mean(obs)) * torch.exp(-log_std)
+        return (-0.5 * z ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
 class CVAE(nn.Module):
@@ -329,32 +330,45 @@ def tabb_weights(tbm: Tensor, temperature: float) -> Tensor:
 
 
 class DeviceData:
-    """Transitions as device tensors, with per-seed sampling by ``torch.randint``."""
+    """Transitions packed in one (N, F) device tensor, sampled per seed with ``torch.randint``.
+
+    Layout of a row: obs | act | rew | next_obs | done | extra columns (``columns``). One gather
+    per batch instead of one per field.
+    """
 
     def __init__(self, ds: TransitionDataset, device: str, obs_mean: np.ndarray, obs_std: np.ndarray,
                  columns: list[str], rows: np.ndarray | None = None) -> None:
-        def t(a: np.ndarray) -> Tensor:
-            return torch.from_numpy(np.array(a, dtype=np.float32)).to(device)  # a writable copy
-
-        self.obs = t((ds.observations - obs_mean) / obs_std)
-        self.act = t(ds.actions)
-        self.rew = t(ds.rewards)
-        self.next_obs = t((ds.next_observations - obs_mean) / obs_std)
-        self.done = t(ds.terminals.astype(np.float32))  # timeouts bootstrap: never merged with terminals
-        self.cols = {c: t(ds.extras[c]) for c in columns}
+        parts = [(ds.observations - obs_mean) / obs_std, ds.actions, ds.rewards[:, None],
+                 (ds.next_observations - obs_mean) / obs_std,
+                 ds.terminals[:, None].astype(np.float32)]  # timeouts bootstrap: never merged with terminals
+        parts += [np.asarray(ds.extras[c], dtype=np.float32).reshape(len(ds), 1) for c in columns]
+        self.table = torch.from_numpy(np.concatenate(parts, 1).astype(np.float32)).to(device)
+        o, a = ds.obs_dim, ds.act_dim
+        self.slices = {"obs": slice(0, o), "act": slice(o, o + a), "rew": o + a,
+                       "next_obs": slice(o + a + 1, 2 * o + a + 1), "done": 2 * o + a + 1}
+        self.n_common = 2 * o + a + 2
+        self.columns = list(columns)
         self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long, device=device)
         self.n = len(ds) if rows is None else len(rows)
 
-    def sample(self, gens: list[torch.Generator], batch: int) -> dict[str, Tensor]:
-        """A (K, batch) sample, seed k drawing its indices from ``gens[k]``."""
-        dev = self.obs.device
+    def sample_packed(self, gens: list[torch.Generator], batch: int) -> Tensor:
+        """(K, batch, F) packed rows, seed k drawing its indices from ``gens[k]``."""
+        dev = self.table.device
         idx = torch.stack([torch.randint(self.n, (batch,), generator=g, device=dev) for g in gens])
         if self.rows is not None:
             idx = self.rows[idx]
-        out = {"obs": self.obs[idx], "act": self.act[idx], "rew": self.rew[idx],
-               "next_obs": self.next_obs[idx], "done": self.done[idx]}
-        out.update({c: v[idx] for c, v in self.cols.items()})
+        return self.table[idx]
+
+    def unpack(self, packed: Tensor) -> dict[str, Tensor]:
+        """Named views of packed rows (common fields; extra columns when present)."""
+        out = {k: packed[..., s] for k, s in self.slices.items()}
+        if packed.shape[-1] > self.n_common:
+            out.update({c: packed[..., self.n_common + i] for i, c in enumerate(self.columns)})
         return out
+
+    def sample(self, gens: list[torch.Generator], batch: int) -> dict[str, Tensor]:
+        """A (K, batch) sample as a dict of named arrays."""
+        return self.unpack(self.sample_packed(gens, batch))
 
 
 def check_source_columns(source: TransitionDataset, cfg: IQLConfig) -> np.ndarray | None:
@@ -469,12 +483,13 @@ class IQLTrainer:
     # ---------------------------------------------------------------------------- sampling
     def sample(self) -> dict[str, Tensor]:
         """One batch: target rows first, then source rows; every array is (K, B, ...)."""
-        tb = self.target.sample(self.gens, self.cfg.batch_target)
+        tb = self.target.sample_packed(self.gens, self.cfg.batch_target)
         if self.source is None:
-            return tb
-        sb = self.source.sample(self.gens, self.cfg.batch_source)
-        out = {key: torch.cat([tb[key], sb[key]], 1) for key in tb}
-        out.update({c: sb[c] for c in self.source.cols})  # source-only columns stay (K, Bs)
+            return self.target.unpack(tb)
+        sb = self.source.sample_packed(self.gens, self.cfg.batch_source)
+        nc = self.target.n_common
+        out = self.target.unpack(torch.cat([tb, sb[..., :nc]], 1))
+        out.update({c: sb[..., nc + i] for i, c in enumerate(self.source.columns)})  # source-only: (K, Bs)
         return out
 
     def source_weights(self, batch: dict[str, Tensor]) -> Tensor:

@@ -201,6 +201,8 @@ class Store:
                 raise StoreError(f"{self.dir}: half-written store ({f} missing); re-create it")
         self._source: TransitionDataset | None = None
         self._target: TransitionDataset | None = None
+        self._con = None
+        self._con_key: tuple = ()
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -526,6 +528,29 @@ class Store:
                             ("columns", pa.string()), ("config", pa.string())])
         return pa.Table.from_pylist(rows, schema=schema)
 
+    def _views_key(self) -> tuple:
+        """Changes whenever a run manifest is written (the views must then be rebuilt)."""
+        runs = self.dir / "runs"
+        if not runs.is_dir():
+            return ()
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in runs.glob("*/manifest.json")))
+
+    def _connection(self):
+        """The cached DuckDB connection, rebuilt when the runs changed."""
+        key = self._views_key()
+        if getattr(self, "_con", None) is None or self._con_key != key:
+            self.close()
+            self._con = self.connect()
+            self._con_key = key
+        return self._con
+
+    def close(self) -> None:
+        """Close the cached DuckDB connection (reopened on the next query)."""
+        con = getattr(self, "_con", None)
+        if con is not None:
+            con.close()
+        self._con = None
+
     def query(self, sql: str) -> pa.Table:
         """Run SQL over the store's views and return the result as a pyarrow Table.
 
@@ -538,15 +563,13 @@ class Store:
         """
         import duckdb
 
-        con = self.connect()
+        con = self._connection()
         try:
-            return con.sql(sql).to_arrow_table()
+            rel = con.sql(sql)
+            return rel.to_arrow_table() if rel is not None else pa.table({})
         except duckdb.Error as e:
+            self.close()  # a failed statement may leave the connection in an aborted state
             raise StoreError(f"query failed: {_duck_error(e)}") from None
-        except AttributeError:  # a statement without a result (e.g. CREATE)
-            return pa.table({})
-        finally:
-            con.close()
 
 
 class _Progress:

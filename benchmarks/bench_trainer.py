@@ -1,0 +1,143 @@
+"""Update throughput of xcurate's weighted IQL vs d3rlpy's IQL, and K seeds batched vs sequential.
+
+Same networks (2 x 256 ReLU actor, twin critics, value), same batch (256 = 128 target + 128
+source for xcurate; 256 for d3rlpy), CPU, data sampled every step (sampling time included).
+
+    # xcurate (main venv)
+    python benchmarks/bench_trainer.py ours --seeds 1 --steps 300 --threads 2
+    # d3rlpy (separate venv: python -m venv /work/venv-bench &&
+    #   /work/venv-bench/bin/pip install torch==2.13.0 d3rlpy && pip install -e . --no-deps)
+    /work/venv-bench/bin/python benchmarks/bench_trainer.py d3rlpy --steps 300 --threads 2
+    # everything, interleaved (repeats; medians), written as Markdown
+    python benchmarks/bench_trainer.py all --steps 300 --repeats 3 --seeds-list 1,5
+
+Prints one JSON line per measurement: {"impl", "seeds", "steps", "threads", "updates_per_s",
+"seed_updates_per_s"} where seed_updates_per_s = updates_per_s x seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+OBS, ACT = 11, 3  # Hopper's dims
+N_TARGET, N_SOURCE = 5_000, 100_000
+
+
+def _data(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n, OBS)).astype(np.float32)
+    act = rng.uniform(-1, 1, size=(n, ACT)).astype(np.float32)
+    rew = rng.normal(size=n).astype(np.float32)
+    nxt = obs + 0.01 * rng.normal(size=(n, OBS)).astype(np.float32)
+    term = rng.random(n) < 0.001
+    tout = np.zeros(n, bool)
+    tout[999::1000] = True
+    return obs, act, rew, nxt, term, tout
+
+
+def bench_ours(seeds: int, steps: int, threads: int, warmup: int = 20) -> dict:
+    """Updates/s of xcurate's IQLTrainer (K stacked seeds, 128 target + 128 source rows)."""
+    import torch
+
+    from xcurate.datasets.transitions import TransitionDataset
+    from xcurate.policy.iql import IQLConfig, IQLTrainer
+
+    torch.set_num_threads(threads)
+    o, a, r, n, te, to = _data(N_TARGET, 0)
+    target = TransitionDataset.from_arrays(o, a, r, n, terminals=te, timeouts=to)
+    o, a, r, n, te, to = _data(N_SOURCE, 1)
+    source = TransitionDataset.from_arrays(o, a, r, n, terminals=te, timeouts=to,
+                                           extras={"weight": np.ones(N_SOURCE, np.float32)})
+    tr = IQLTrainer(IQLConfig(n_seeds=seeds, device="cpu", max_steps=steps + warmup), target, source)
+    for _ in range(warmup):
+        tr.train_step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        tr.train_step()
+    dt = time.perf_counter() - t0
+    return {"impl": "xcurate", "seeds": seeds, "steps": steps, "threads": threads,
+            "updates_per_s": steps / dt, "seed_updates_per_s": steps * seeds / dt}
+
+
+def bench_d3rlpy(steps: int, threads: int, warmup: int = 20) -> dict:
+    """Updates/s of d3rlpy's IQL (batch 256, 2 x 256 networks, its own replay sampling)."""
+    import d3rlpy
+    import torch
+
+    torch.set_num_threads(threads)
+    o, a, r, _, te, to = _data(N_TARGET + N_SOURCE, 0)
+    dataset = d3rlpy.dataset.MDPDataset(o, a, r.reshape(-1, 1), te, to)
+    enc = d3rlpy.models.VectorEncoderFactory(hidden_units=[256, 256])
+    iql = d3rlpy.algos.IQLConfig(batch_size=256, actor_learning_rate=3e-4, critic_learning_rate=3e-4,
+                                 gamma=0.99, tau=0.005, expectile=0.7, weight_temp=3.0, max_weight=100.0,
+                                 actor_encoder_factory=enc, critic_encoder_factory=enc,
+                                 value_encoder_factory=enc).create(device="cpu:0")
+    iql.build_with_dataset(dataset)
+
+    def step() -> None:
+        batch = dataset.sample_transition_batch(256)
+        iql.update(batch)
+
+    for _ in range(warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    dt = time.perf_counter() - t0
+    return {"impl": "d3rlpy", "version": d3rlpy.__version__, "seeds": 1, "steps": steps, "threads": threads,
+            "updates_per_s": steps / dt, "seed_updates_per_s": steps / dt}
+
+
+def _sub(python: str, args: list[str]) -> dict:
+    out = subprocess.run([python, __file__, *args], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_all(steps: int, repeats: int, seeds_list: list[int], threads: int, bench_python: str) -> None:
+    """Interleave all measurements ``repeats`` times in fresh processes; print medians (Markdown)."""
+    res: dict[str, list[dict]] = {}
+    for _ in range(repeats):
+        for k in seeds_list:
+            r = _sub(sys.executable, ["ours", "--seeds", str(k), "--steps", str(steps), "--threads", str(threads)])
+            res.setdefault(f"xcurate K={k}", []).append(r)
+            print(json.dumps(r), flush=True)
+        try:
+            r = _sub(bench_python, ["d3rlpy", "--steps", str(steps), "--threads", str(threads)])
+            res.setdefault("d3rlpy", []).append(r)
+            print(json.dumps(r), flush=True)
+        except (subprocess.CalledProcessError, FileNotFoundError) as e:
+            print(f"d3rlpy skipped: {e}", file=sys.stderr)
+    print(f"\n| implementation | updates/s (median of {repeats}) | seed-updates/s |\n|---|---|---|")
+    for name, rs in res.items():
+        u = statistics.median(x["updates_per_s"] for x in rs)
+        s = statistics.median(x["seed_updates_per_s"] for x in rs)
+        print(f"| {name} | {u:.1f} | {s:.1f} |")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("impl", choices=["ours", "d3rlpy", "all"])
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seeds-list", default="1,5")
+    p.add_argument("--bench-python", default="/work/venv-bench/bin/python")
+    a = p.parse_args()
+    if a.impl == "ours":
+        print(json.dumps(bench_ours(a.seeds, a.steps, a.threads)))
+    elif a.impl == "d3rlpy":
+        print(json.dumps(bench_d3rlpy(a.steps, a.threads)))
+    else:
+        run_all(a.steps, a.repeats, [int(x) for x in a.seeds_list.split(",")], a.threads, a.bench_python)
+
+
+if __name__ == "__main__":
+    main()
