@@ -6,7 +6,7 @@ Usage (one robot per run; each run is bounded by --seconds):
     python benchmarks/train_builtin_policies.py --robot halfcheetah --seconds 600
 
 Levels: ``medium`` is the evaluated checkpoint whose return is closest to MEDIUM_FRACTION x the
-D4RL expert reference (never above EXPERT_FRACTION x), ``expert`` the best checkpoint when it
+D4RL expert reference (at least MEDIUM_MIN_FRACTION x, below EXPERT_FRACTION x), ``expert`` the best checkpoint when it
 reaches EXPERT_FRACTION x the reference. Each saved policy is re-evaluated on 5 fresh episodes
 (seeds 0..4) through ``load_policy`` and the measured return goes into its metadata and into
 benchmarks/results/collect_train_<robot>.json.
@@ -29,6 +29,7 @@ from xcurate.utils import library_versions, write_json_atomic
 #: D4RL expert reference returns (REFERENCE.md section 5).
 EXPERT_REF = {"halfcheetah": 12135.0, "hopper": 3234.3, "walker2d": 4592.3, "ant": 3879.7}
 MEDIUM_FRACTION = 0.4
+MEDIUM_MIN_FRACTION = 0.25  # below this no checkpoint is called "medium" (nothing is saved; use --resume)
 EXPERT_FRACTION = 0.75
 
 #: Per-robot ARS V2-t hyper-parameters: step size / noise from the ARS paper (Table 9) with fewer directions
@@ -77,7 +78,7 @@ def main() -> None:
     np.savez(state_file, **res.final_state, totals=np.array(json.dumps(totals)))
     ref = EXPERT_REF[args.robot]
     chosen = {}
-    below = [c for c in res.checkpoints if c.eval_return < EXPERT_FRACTION * ref]
+    below = [c for c in res.checkpoints if MEDIUM_MIN_FRACTION * ref <= c.eval_return < EXPERT_FRACTION * ref]
     if below:
         chosen["medium"] = min(below, key=lambda c: abs(c.eval_return - MEDIUM_FRACTION * ref))
     if res.best.eval_return >= EXPERT_FRACTION * ref:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from xcurate.datasets.domains import get_domain
-from xcurate.datasets.oracle import oracle_bellman_error, oracle_gap, oracle_reward_gap, replay
+from xcurate.datasets.oracle import ant_x_lag, oracle_bellman_error, oracle_gap, oracle_reward_gap, replay
 from xcurate.datasets.transitions import TransitionDataset
 from xcurate.errors import DataError
 
@@ -114,6 +114,13 @@ def test_ant_without_previous_rows_is_flagged_inexact(data):
     np.testing.assert_array_equal(res.reward_exact, sub.steps == 0)
     np.testing.assert_allclose(res.next_observations, sub.next_observations, atol=1e-8)
     assert np.abs(res.rewards - sub.rewards).max() < 0.1  # the lagging torso x: a small reward error
+    lag = ant_x_lag(ds)  # computed once, stored, reused by every replay
+    assert np.isfinite(lag).all() and np.abs(lag).max() > 1e-6
+    stored = dataclasses.replace(ds, extras={"ant_x_lag": lag})
+    res = replay("ant-gravity-0.5", stored)
+    ref = replay("ant-gravity-0.5", ds)
+    assert res.info["ant_before_from"] == "extras[ant_x_lag]" and res.reward_exact.all()
+    np.testing.assert_allclose(res.rewards, ref.rewards, rtol=0, atol=1e-12)
     shuffled = ds.select(np.random.default_rng(0).permutation(len(ds)))  # row order does not matter
     res = replay("ant", shuffled)
     assert res.reward_exact.all()

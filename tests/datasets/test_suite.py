@@ -55,6 +55,8 @@ def test_tiny_suite_builds_and_resumes(tmp_path, shared_dir):
     med = load_dataset(tmp_path / "datasets/hopper/source/medium-v0/data.hdf5")
     exp = load_dataset(tmp_path / "datasets/hopper/source/expert-v0/data.hdf5")
     assert len(me) == 300 and me.metadata["quality"] == "medium-expert"
+    assert me.metadata["n_transitions"] == 300 and me.metadata["policy_origin"] == "concat"
+    assert med.metadata["return_mean"] != me.metadata["return_mean"]
     np.testing.assert_array_equal(me.observations, np.concatenate([med.observations, exp.observations]))
     tgt = load_dataset(tmp_path / "datasets/hopper-friction-0.5/target/expert-v0/data.hdf5")
     assert len(tgt) == 60 and tgt.metadata["domain"] == "hopper-friction-0.5" and tgt.has_state

@@ -79,7 +79,7 @@ def test_loss_decreases_on_tiny_problem(data):
     target, _ = data
     tr = IQLTrainer(IQLConfig(**{**TINY, "batch_target": 64}, seed=0), target)
     first = [tr.train_step()["critic_loss"].item() for _ in range(20)]
-    for _ in range(300):
+    for _ in range(200):
         last = tr.train_step()
     later = [tr.train_step()["critic_loss"].item() for _ in range(20)]
     assert np.mean(later) < 0.5 * np.mean(first)
@@ -90,7 +90,7 @@ def test_loss_decreases_on_tiny_problem(data):
 def test_each_variant_runs(data, variant):
     target, source = data
     tr = IQLTrainer(make_config(variant, **TINY, n_seeds=2), target, source)
-    for _ in range(25):
+    for _ in range(15):
         m = tr.train_step()
     for key, v in m.items():
         assert v.shape == (2,), key
@@ -173,9 +173,26 @@ def test_bad_inputs(data):
     bad.extras = {"weight": np.full(len(source), np.nan, np.float32)}
     with pytest.raises(DataError, match="NaN"):
         IQLTrainer(IQLConfig(**TINY), target, bad)
+    bad.extras = {"penalty": np.full(len(source), np.nan, np.float32)}
+    with pytest.raises(DataError, match="no finite value"):
+        IQLTrainer(make_config("droco", **TINY), target, bad)
     bad.extras = {}
     with pytest.raises(DataError, match="'penalty' is required"):
         IQLTrainer(make_config("droco", **TINY), target, bad)
     other, _ = planted_shift(n_target=50, n_source=10, obs_dim=4)
     with pytest.raises(DataError, match="dims"):
         IQLTrainer(IQLConfig(**TINY), target, other)
+
+
+def test_nan_scores_are_not_sampled(data):
+    target, source = data
+    src = source.select(slice(None))
+    src.extras = dict(source.extras)
+    score = src.extras["score"].astype(np.float32).copy()
+    score[:100] = np.nan  # rows a scorer skipped
+    src.extras["score"] = score
+    tr = IQLTrainer(make_config("igdf", **TINY), target, src)
+    assert tr.source.rows is not None and int(tr.source.rows.min()) == 100
+    for _ in range(5):
+        m = tr.train_step()
+    assert all(torch.isfinite(v).all() for v in m.values())

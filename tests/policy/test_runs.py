@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from xcurate.datasets.domains import get_domain
 from xcurate.datasets.io import save_dataset
 from xcurate.datasets.synthetic import planted_shift
 from xcurate.errors import DataError, StoreError
@@ -65,7 +67,8 @@ def test_run_with_evaluation_and_summary(tmp_path, hopper_like):
     spec = _spec(eval_every=20, eval_episodes=1, eval_max_steps=15)
     s = train(spec, tmp_path / "r", target=target, source=source, progress=False)
     assert s["evaluations"] == 2 and s["seeds"] == [0, 1]
-    assert s["normalized"] is False and "raw return" in s["metric"]  # hopper has no references yet
+    has_refs = get_domain("hopper").references is not None
+    assert s["normalized"] is has_refs and ("raw return" in s["metric"]) is not has_refs
     assert s["best_mean"] >= s["last_mean"] - 1e-9
     man = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert man["kind"] == "policy_run" and man["seeds"] == [0, 1] and man["timings"]["updates_per_s"] > 0
@@ -84,8 +87,12 @@ def test_evaluation_is_deterministic():
     r2 = run_episodes(act, "hopper", 2, 2, max_steps=10)
     assert r1.shape == (2, 2) and np.array_equal(r1, r2)
     assert np.array_equal(r1[0], r1[1])  # every seed sees the same initial states
-    sc = score_returns("hopper", r1)
-    assert not sc.normalized and sc.scores.shape == (2,)
+    dom = get_domain("hopper")
+    sc = score_returns(dom, r1)
+    if dom.references is not None:
+        assert sc.normalized and np.allclose(sc.scores, dom.normalize(r1).mean(-1))
+    raw = score_returns(dataclasses.replace(dom, name="hopper-without-references"), r1)
+    assert not raw.normalized and np.allclose(raw.scores, r1.mean(-1))
 
 
 def test_bad_inputs(tmp_path, hopper_like):

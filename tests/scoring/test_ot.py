@@ -39,15 +39,16 @@ def test_sinkhorn_plan_marginals_and_score_range():
 
 
 def test_entropic_ranks_like_exact_emd():
-    """Entropic (official eps) vs exact EMD on 600 x 300: measured Spearman 0.86 (seed 0)."""
-    tg, src = planted_shift(n_target=300, n_source=600, seed=0)
-    sink = _score_all(make_scorer("ot", chunk=300).fit(tg, src), src, 300)
-    emd = _score_all(make_scorer("ot", chunk=300, solver="emd").fit(tg, src), src, 300)
+    """Entropic (official eps) vs exact EMD on 400 x 200 (seed 0): measured Spearman 0.87; with
+    eps 0.01 and 1000 iterations 0.95."""
+    tg, src = planted_shift(n_target=200, n_source=400, seed=0)
+    sink = _score_all(make_scorer("ot", chunk=200).fit(tg, src), src, 200)
+    emd = _score_all(make_scorer("ot", chunk=200, solver="emd").fit(tg, src), src, 200)
     rho = spearmanr(sink, emd)[0]
     assert rho >= 0.75, rho
     # smaller epsilon (more iterations) moves the entropic scores towards the exact ones
-    sharp = _score_all(make_scorer("ot", chunk=300, eps=0.005, n_iter=2000).fit(tg, src), src, 300)
-    assert spearmanr(sharp, emd)[0] > rho
+    sharp = _score_all(make_scorer("ot", chunk=200, eps=0.01, n_iter=1000).fit(tg, src), src, 200)
+    assert spearmanr(sharp, emd)[0] > rho + 0.03
 
 
 def test_chunk_scale_flaw_and_fix_pure():
@@ -69,7 +70,8 @@ def test_chunk_scale_flaw_and_fix_pure():
 
 
 def test_official_mode_scale_jump_through_the_store(tmp_path):
-    """Official recipe (chunk 10,000) over 10,150 rows: the last 150 rows jump in scale; fixed mode not."""
+    """Official recipe (chunk 10,000) over 10,150 rows: the last 150 rows jump in scale (measured
+    68.6x the first chunk's mean); fixed mode does not (1.03x)."""
     tg, src = planted_shift(n_target=100, n_source=10_150, seed=3)
     st = Store.create(tmp_path / "s", src, tg)
     ratios = {}

@@ -353,7 +353,12 @@ def replay(domain: str | Domain, dataset: TransitionDataset, chunk: int = 4096,
     info: dict[str, Any] = {"initial_state": how, "warmstart": ws_how}
     with np.errstate(invalid="ignore"):
         if ant:
-            x_before, exact, used = _ant_x_before(dataset, dom, qpos0, qvel0, valid, ws, source_domain, out)
+            lag = dataset.extras.get("ant_x_lag")
+            if lag is not None and np.shape(lag) == (len(dataset),):
+                lag = np.asarray(lag, dtype=np.float64)
+                x_before, exact, used = qpos0[:, 0] + np.nan_to_num(lag), np.isfinite(lag), "extras[ant_x_lag]"
+            else:
+                x_before, exact, used = _ant_x_before(dataset, dom, qpos0, qvel0, valid, ws, source_domain, out)
             reward_exact &= exact
             info["ant_before_from"] = used
             forward = p["forward"] * (out["xy_after"][:, 0] - x_before) / dt
@@ -379,6 +384,33 @@ def replay(domain: str | Domain, dataset: TransitionDataset, chunk: int = 4096,
     return ReplayResult(domain=dom.name, rewards=rewards, next_observations=next_obs, terminals=terminals,
                         valid=valid, reason=reason, reward_exact=reward_exact, next_qpos=qpos1,
                         next_qvel=qvel1, seconds=time.perf_counter() - t0, info=info)
+
+
+def ant_x_lag(dataset: TransitionDataset, source_domain: str | Domain | None = None) -> np.ndarray:
+    """Gymnasium Ant's lagging torso x minus ``qpos[0]`` at each row's state s (NaN where unknown).
+
+    It depends only on the source data, so it can be computed once and stored as
+    ``dataset.extras["ant_x_lag"]``; :func:`replay` then skips re-simulating previous rows for
+    every target domain (Ant replay about twice as fast).
+
+    Args:
+        dataset: Ant transitions.
+        source_domain: the domain the data was collected in (default: ``metadata["domain"]``,
+            else the unshifted Ant).
+    """
+    src = get_domain(source_domain if source_domain is not None else dataset.metadata.get("domain", "ant"))
+    if src.robot != "ant":
+        raise ConfigError(f"ant_x_lag needs an Ant domain, got {src.name!r}")
+    qpos0, qvel0, valid, _, _ = initial_states(src, dataset)
+    model = src.make_model()
+    actions = np.asarray(dataset.actions, dtype=np.float64)
+    prev = _previous_rows(dataset)
+    ws = dataset.extras.get("qacc_warmstart") if dataset.has_state else None
+    if ws is None or np.shape(ws) != (len(dataset), model.nv):
+        ws = _warmstart_guess(model, qpos0, qvel0, actions, prev, np.flatnonzero(valid))
+    out = _simulate(model, src.frame_skip, qpos0, qvel0, actions, np.flatnonzero(valid), ws, ant=True)
+    x_before, exact, _ = _ant_x_before(dataset, src, qpos0, qvel0, valid, ws, src, out)
+    return np.where(exact, x_before - qpos0[:, 0], np.nan)
 
 
 # ------------------------------------------------------------------------------------------- gaps

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from xcurate.errors import ConfigError
 
 ROBOTS = ("halfcheetah", "hopper", "walker2d", "ant")
@@ -242,9 +244,22 @@ def build_suite(cfg: SuiteConfig, progress: bool = True,
                 say(f"miss   {e.dataset_id}: {e.note}")
                 continue
             parts = [load_dataset(p) for p in part_paths]
-            meta = {**parts[0].metadata, "quality": "medium-expert",
+            rets = []
+            for p in parts:  # complete episodes only (the last one of each part may be cut by its budget)
+                r = p.returns_per_episode()
+                rets.append(r[:-1] if p.metadata.get("last_episode_cut_by_budget") and len(r) > 1 else r)
+            allr = np.concatenate(rets)
+            meta = {**parts[0].metadata, "quality": "medium-expert", "dataset_id": e.dataset_id,
                     "policy": " + ".join(str(p.metadata.get("policy")) for p in parts),
-                    "parts": parts_ids, "seed": _seed(cfg.seed, e.dataset_id)}
+                    "policy_name": " + ".join(str(p.metadata.get("policy_name")) for p in parts),
+                    "policy_info": {q: p.metadata.get("policy_info") for q, p in zip(("medium", "expert"), parts,
+                                                                                      strict=True)},
+                    "policy_origin": "concat", "parts": parts_ids, "seed": _seed(cfg.seed, e.dataset_id),
+                    "n_transitions": sum(len(p) for p in parts),
+                    "n_episodes": sum(p.n_episodes for p in parts),
+                    "return_mean": float(allr.mean()), "return_std": float(allr.std())}
+            for k in ("collect_seconds", "steps_per_second"):
+                meta.pop(k, None)
             ds = TransitionDataset.concat(parts, metadata=meta)
             inputs = {i: str(p) for i, p in zip(parts_ids, part_paths, strict=True)}
         else:

@@ -52,7 +52,7 @@ class DemoConfig:
     eval_episodes: int = 5  # deterministic evaluation episodes in the target domain
     eval_max_steps: int | None = None  # cap on evaluation episode length (None: the env's 1000)
     bins: int = 10  # percentile groups of the diagnostics report
-    torch_threads: int = 2  # torch CPU threads (1 avoids oversubscription on small nets / busy machines)
+    torch_threads: int = 1  # torch CPU threads (1: small nets gain little from more, and busy CPUs lose a lot)
     seed: int = 0  # seed of collection, scorers and training
 
     @classmethod

@@ -90,7 +90,8 @@ def make_figures(out: Path, report: Report, sample: dict[str, np.ndarray], corr:
     _group_ticks(ax, nb)
     ax.set_xlabel(f"percentile group by score, most useful first (1 = top {100 // max(nb, 1)}%)")
     ax.set_ylabel(f"mean {against}\n[{unit}]")
-    ax.set_title(f"{against} per percentile group ({ref_dir} is better; good scorer = {good_word} curve)")
+    ax.set_title(f"Mean {against} per percentile group\n({ref_dir} is better: a good scorer gives a "
+                 f"monotone {good_word} curve)", fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     figs["bins_overlay"] = out / "bins_overlay.png"
@@ -106,9 +107,9 @@ def make_figures(out: Path, report: Report, sample: dict[str, np.ndarray], corr:
         ax = axes[i // ncols][i % ncols]
         e = per[s]
         col = _VERDICT_COLORS.get(summ[s]["verdict"], "C0")
-        ax.fill_between(e["bin"], e["q25"], e["q75"], color=col, alpha=0.2, lw=0, label="IQR")
-        ax.errorbar(e["bin"], e["mean"], yerr=e["std"], color=col, marker="o", ms=3, lw=1.5, capsize=2,
-                    elinewidth=0.7, label="mean +/- std")
+        ax.fill_between(e["bin"], e["q25"], e["q75"], color=col, alpha=0.2, lw=0, label="IQR (25-75%)")
+        ax.plot(e["bin"], e["median"], color=col, ls=":", lw=1.2, label="median")
+        ax.plot(e["bin"], e["mean"], color=col, marker="o", ms=3.5, lw=1.8, label="mean")
         ax.axhline(summ[s]["overall_mean"], ls="--", color="k", lw=0.8)
         _group_ticks(ax, nb)
         ax.set_title(f"{s} ({_arrow(summ[s]['direction'])})\nrho={summ[s]['spearman_aligned']:+.2f}, "

@@ -108,6 +108,11 @@ class _Conn:
         self.store = store
         self.dir = _store_dir(store)
         self._con = store.connect() if callable(getattr(store, "connect", None)) else None
+        if self._con is not None:
+            # small stores: one DuckDB thread is faster than several fighting over a busy CPU
+            n = self._con.sql("SELECT count(*) FROM transitions").fetchall()[0][0]
+            if n < 200_000:
+                self._con.execute("SET threads TO 1")
 
     def query(self, sql: str) -> pa.Table:
         if self._con is None:
@@ -256,8 +261,8 @@ def _sample(store: Any, cols: list[str], sample_rows: int, seed: int) -> dict[st
         ret = t.column("ret").to_numpy(zero_copy_only=False).astype(np.float64)
         if len(ret) >= 3 and np.isfinite(ret).any() and np.nanmax(ret) > np.nanmin(ret):
             lo, hi = np.nanpercentile(ret, [100 / 3, 200 / 3])
-            labels = np.where(ret <= lo, "1: low-return episodes",
-                              np.where(ret <= hi, "2: mid-return episodes", "3: high-return episodes"))
+            labels = np.where(ret <= lo, f"1: episode return <= {lo:.0f}",
+                              np.where(ret <= hi, f"2: {lo:.0f} < return <= {hi:.0f}", f"3: return > {hi:.0f}"))
             labels = labels.astype(object)
             out["quality_kind"] = np.array(["episode-return terciles"], dtype=object)
     out["quality"] = labels
@@ -610,8 +615,10 @@ def render_markdown(report: Report, store_dir: Path | None, n_corr: int) -> str:
         "",
         img("bins_grid", "percentile groups per score"),
         "",
-        "One panel per score: the line is the group mean, the shaded band the inter-quartile range "
-        "(25th-75th percentile) and the error bars +/- one standard deviation.",
+        "One panel per score: the solid line is the group mean, the dotted line the median and the shaded "
+        "band the inter-quartile range (25th-75th percentile); the dashed line is the mean over all rows. "
+        "Colours: green = good, light green = weak, grey = uninformative, red = inverted. The standard "
+        "deviation per group is in `bins.csv`.",
         "",
     ]
     for r in summ:

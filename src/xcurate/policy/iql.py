@@ -374,23 +374,27 @@ class DeviceData:
 def check_source_columns(source: TransitionDataset, cfg: IQLConfig) -> np.ndarray | None:
     """Validate the source columns a config needs; return the static sampling rows (or None).
 
-    Raises :class:`DataError` (one line, naming the dataset and column) for missing columns,
-    NaN/Inf values, negative weights or a curated set whose kept weights are all zero.
+    Rows where a required column is NaN (a scorer skipped them) are not sampled. Raises
+    :class:`DataError` (one line, naming the dataset and column) for missing columns, all-NaN
+    columns, NaN/Inf or negative weights, or a curated set whose kept weights are all zero.
     """
     src = source.source
+    usable = np.ones(len(source), bool)
     for c in cfg.required_columns():
         if c not in source.extras:
             raise DataError(f"{src}: column {c!r} is required by this variant (batch_norm={cfg.batch_norm}, "
                             f"source_target={cfg.source_target}, reward_correction={cfg.reward_correction}); "
                             "curate with the matching recipe")
         v = np.asarray(source.extras[c], dtype=np.float64)
-        if not np.isfinite(v).all():
-            raise DataError(f"{src}: column {c!r} contains {int((~np.isfinite(v)).sum())} NaN/Inf value(s)")
+        usable &= np.isfinite(v)  # NULL scores (rows a scorer skipped) are never sampled
+        if not usable.any():
+            raise DataError(f"{src}: column {c!r} has no finite value (all NaN/Inf)")
     if cfg.batch_norm != "none":
-        return None  # per-batch normalisation replaces the static filter and weights
-    keep = np.ones(len(source), bool)
+        # per-batch normalisation replaces the static filter and weights
+        return None if usable.all() else np.flatnonzero(usable)
+    keep = usable
     if "keep" in source.extras:
-        keep = np.asarray(source.extras["keep"]).astype(bool)
+        keep = keep & np.asarray(source.extras["keep"]).astype(bool)
     if "weight" in source.extras:
         w = np.asarray(source.extras["weight"], dtype=np.float64)
         if not np.isfinite(w).all():

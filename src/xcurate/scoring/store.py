@@ -438,6 +438,7 @@ class Store:
             config=scorer.config(), seed=scorer.seed, timings=timings, run_id=rid, scorer=scorer.name,
             status="complete", device=device, domain=domain, columns=columns, primary=scorer.primary,
             n_rows=len(src), n_scored=len(rows), n_nonfinite=n_bad, n_target_nonfinite=n_tbad,
+            n_dropped_on_load=int(self.info['source'].get('dropped_nonfinite', 0) or 0),
             n_null=n_null, chunk_size=chunk, n_chunks=len(starts), reused_chunks=reused,
             sessions=sessions, started_ts=running["started_ts"], finished_ts=time.time(),
             source_fingerprint=self.info["source"]["fingerprint"],
