@@ -29,6 +29,7 @@ import platform
 import shlex
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,11 @@ import numpy as np
 
 #: reduced training budgets of the learned scorers for ``--budget small`` (steps per setting).
 SMALL_BUDGET: dict[str, dict[str, Any]] = {
-    "contrastive": {"steps": 1500},
-    "advantage": {"steps": 2000},
-    "tbm": {"encoder_steps": 1500, "finetune_steps": 500, "value_steps": 1000},
-    "ensemble": {"steps": 1500, "value_steps": 1000},
-    "dara": {"steps": 1500},
+    "contrastive": {"steps": 1000},
+    "advantage": {"steps": 1000},
+    "tbm": {"encoder_steps": 1000, "finetune_steps": 300, "value_steps": 500},
+    "ensemble": {"steps": 1000, "value_steps": 500},
+    "dara": {"steps": 1000},
 }
 
 ORACLE_QUANTITIES = ("oracle_bellman_error", "oracle_dynamics_gap")
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     p.add_argument("--out", default="benchmarks/results/oracle-spearman.md")
     p.add_argument("--workdir", default=None, help="datasets and stores (default $XCURATE_DATA/bench-oracle)")
+    p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                   help="only merge the JSON files of earlier (e.g. parallel, one per robot) runs into --out")
     return p.parse_args(argv)
 
 
@@ -104,12 +107,12 @@ def make_source(robot: str, n: int, noise: float, seed: int, workdir: Path, log)
 
     parts, info = [], {}
     sizes = [n // 3, n // 3, n - 2 * (n // 3)]
-    for i, (quality, size) in enumerate(zip(("random", "medium", "expert"), sizes)):
+    for i, (quality, size) in enumerate(zip(("random", "medium", "expert"), sizes, strict=True)):
         spec, origin = _policy(robot, quality)
         nz = 0.0 if quality == "random" else noise
         ds, secs = _cached(workdir / "data" / f"{robot}-source-{quality}-{size}-s{seed}.parquet",
-                           lambda: collect(robot, spec, size, noise=nz, seed=seed + i, progress=False,
-                                           quality=quality))
+                           partial(collect, robot, spec, size, noise=nz, seed=seed + i, progress=False,
+                                   quality=quality))
         ret = ds.episode_returns()
         log(f"  source {robot} {quality}: {size} rows, policy {origin} ({Path(spec).name}), "
             f"collected in {secs:.1f}s, mean episode return {float(np.mean(ret)) if len(ret) else float('nan'):.0f}")
@@ -126,11 +129,11 @@ def make_target(domain: str, robot: str, n: int, noise: float, seed: int, workdi
     from xcurate.datasets.transitions import TransitionDataset
 
     parts, info = [], {}
-    for i, (quality, size) in enumerate(zip(("medium", "expert"), (n // 2, n - n // 2))):
+    for i, (quality, size) in enumerate(zip(("medium", "expert"), (n // 2, n - n // 2), strict=True)):
         spec, origin = _policy(robot, quality)
         ds, secs = _cached(workdir / "data" / f"{domain}-target-{quality}-{size}-s{seed}.parquet",
-                           lambda: collect(domain, spec, size, noise=noise, seed=seed + 100 + i,
-                                           progress=False, quality=quality))
+                           partial(collect, domain, spec, size, noise=noise, seed=seed + 100 + i,
+                                   progress=False, quality=quality))
         log(f"  target {domain} {quality}: {size} rows, policy {origin}, collected in {secs:.1f}s")
         info[quality] = {"policy": spec, "origin": origin, "n": size, "collect_s": secs}
         parts.append(ds)
@@ -285,11 +288,35 @@ def write_report(path: Path, results: list[dict], meta: dict[str, Any]) -> None:
     write_json_atomic(path.with_suffix(".json"), {"meta": meta, "results": results})
 
 
+def merge(paths: list[str], out: Path) -> int:
+    """Combine the JSON results of several runs (same sizes and budget) into one report."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    meta = dict(parts[0]["meta"])
+    for k in ("source_size", "target_size", "budget", "noise", "seed"):
+        if any(p["meta"][k] != meta[k] for p in parts):
+            raise SystemExit(f"error: cannot merge runs with different {k}")
+    meta["command"] = "\n".join(p["meta"]["command"] for p in parts) + (
+        "\n# (run in parallel; merged with: python benchmarks/bench_oracle_spearman.py --merge "
+        + " ".join(paths) + f" --out {out})")
+    meta["scorers"] = list(dict.fromkeys(s for p in parts for s in p["meta"]["scorers"]))
+    meta["policies"] = {k: v for p in parts for k, v in p["meta"].get("policies", {}).items()}
+    meta["status"] = "complete" if all(p["meta"]["status"] == "complete" for p in parts) else "partial"
+    meta["started"] = min(p["meta"]["started"] for p in parts)
+    meta["updated"] = max(p["meta"].get("updated", "") for p in parts)
+    meta["load_start"] = ", ".join(p["meta"]["load_start"] for p in parts)
+    meta["load_now"] = ", ".join(p["meta"].get("load_now", "?") for p in parts)
+    write_report(out, [r for p in parts for r in p["results"]], meta)
+    print(f"merged {len(paths)} run(s) -> {out}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, Path(args.out))
     import torch
 
     from xcurate.datasets.domains import get_domain

@@ -240,3 +240,26 @@ def test_bad_scorer_output_and_settings(tmp_path, data):
             name: ClassVar[str] = "nd"
             needs_domain: ClassVar[bool] = True
         st.run(NeedsDomain(), progress=False)
+
+
+def test_store_runs_every_registered_scorer(tmp_path, data):
+    """The store is generic: every registered scorer (tiny training budgets) runs and joins into `scores`."""
+    import dataclasses
+
+    from xcurate.scoring.base import available_scorers, get_scorer_class
+
+    target, source = data
+    st = Store.create(tmp_path / "s", source.select(np.arange(200)), target)
+    expected = set()
+    for name in available_scorers():
+        cls = get_scorer_class(name)
+        if cls.needs_domain:
+            continue  # the oracle needs a simulator: tested in test_oracle_scorer.py
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: 5 for k in ("steps", "encoder_steps", "finetune_steps", "value_steps") if k in fields}
+        kw.update({k: 32 for k in ("batch_size",) if k in fields})
+        st.run(make_scorer(name, **kw), progress=False)
+        expected |= set(cls.columns)
+    tab = st.query("SELECT * FROM scores")
+    assert tab.num_rows == 200 and expected <= set(tab.column_names)
+    assert {r["status"] for r in st.query("SELECT status FROM runs").to_pylist()} == {"complete"}

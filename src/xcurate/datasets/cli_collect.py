@@ -1,4 +1,4 @@
-"""CLI: ``xcurate collect``, ``xcurate suite build|plan`` and ``xcurate policies list|show``."""
+"""CLI: ``xcurate collect``, ``xcurate suite build|plan`` and ``xcurate policies list|evaluate``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
-
 
 
 def _console() -> Console:

@@ -53,7 +53,7 @@ ZOO_POLICIES: dict[str, dict[str, str]] = {
 DEFAULT_TARGETS: dict[str, list[str]] = {
     "halfcheetah": ["halfcheetah-friction-0.5", "halfcheetah-kinematic-footjnt-medium",
                     "halfcheetah-morph-torso-medium"],
-    "hopper": ["hopper-friction-0.5", "hopper-kinematic-legjnt-medium", "hopper-morph-torso-medium"],
+    "hopper": ["hopper-friction-0.5", "hopper-kinematic-footjnt-medium", "hopper-morph-torso-medium"],
     "walker2d": ["walker2d-friction-0.5", "walker2d-kinematic-footjnt-medium", "walker2d-morph-thigh-medium"],
     "ant": ["ant-gravity-0.5", "ant-kinematic-anklejnt-medium", "ant-morph-alllegs-medium"],
 }

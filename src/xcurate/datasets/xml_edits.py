@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,11 +207,18 @@ def edited_xml_path(domain_name: str, xml_name: str, edits: tuple[tuple, ...]) -
 
     src = gymnasium_assets() / xml_name
     key = hashlib.sha256(src.read_bytes() + repr(edits).encode()).hexdigest()[:12]
-    path = (cache_dir() / f"{domain_name}-{key}.xml").resolve()
-    if path.exists():
-        return path
-    tree, _ = edited_tree(xml_name, edits)
-    ET.indent(tree)
-    with atomic_path(path) as tmp:
-        tree.write(os.fspath(tmp), encoding="unicode")
-    return path
+    fname = f"{domain_name}-{key}.xml"
+    # data_root()/domains; a temporary folder where that is not writable
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / "xcurate-domains"):
+        path = (folder / fname).resolve()
+        if path.exists():
+            return path
+        tree, _ = edited_tree(xml_name, edits)
+        ET.indent(tree)
+        try:
+            with atomic_path(path) as tmp:
+                tree.write(os.fspath(tmp), encoding="unicode")
+            return path
+        except OSError:
+            continue
+    raise ConfigError(f"cannot write the edited XML {fname} under {cache_dir()} or the temp folder")

