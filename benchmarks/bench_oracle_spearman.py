@@ -120,6 +120,7 @@ def make_source(robot: str, n: int, noise: float, seed: int, workdir: Path, log)
         parts.append(ds)
     src = TransitionDataset.concat(parts)
     src.metadata = {**src.metadata, "quality": "mixed"}
+    info["_row_quality"] = np.repeat(np.array(["random", "medium", "expert"]), sizes)
     return src, info
 
 
@@ -154,7 +155,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def run_domain(robot: str, domain: str, src, tgt, scorers: list[str], budget: str, seed: int,
-               workdir: Path, log) -> dict[str, Any]:
+               workdir: Path, log, row_quality: np.ndarray | None = None) -> dict[str, Any]:
     """Run every scorer and the oracle on one store; return correlations and timings."""
     from xcurate.scoring.base import make_scorer
     from xcurate.scoring.store import Store
@@ -184,7 +185,13 @@ def run_domain(robot: str, domain: str, src, tgt, scorers: list[str], budget: st
     table = store.query("SELECT * FROM scores WHERE oracle_valid")
     n_valid = table.num_rows
     oracle = {q: table.column(q).to_numpy(zero_copy_only=False).astype(np.float64) for q in ORACLE_QUANTITIES}
+    strata: dict[str, np.ndarray] = {}
+    if row_quality is not None:
+        pos = {int(t): i for i, t in enumerate(src.transition_ids)}
+        qual = row_quality[[pos[int(t)] for t in table.column("transition_id").to_numpy()]]
+        strata = {q: qual == q for q in dict.fromkeys(row_quality)}
     rho: dict[str, dict[str, dict[str, float]]] = {}
+    rho_within: dict[str, dict[str, dict[str, float]]] = {}
     for name in scorers:
         if name not in cur:
             continue
@@ -196,12 +203,17 @@ def run_domain(robot: str, domain: str, src, tgt, scorers: list[str], budget: st
             sign = -1.0 if spec["direction"] == "higher" else 1.0
             rho.setdefault(name, {})[col] = {
                 q: sign * spearman(v[ok], oracle[q][ok]) for q in ORACLE_QUANTITIES}
+            if strata:  # mean over the quality strata: removes the "far from the target data" confound
+                rho_within.setdefault(name, {})[col] = {
+                    q: float(np.nanmean([sign * spearman(v[ok & m], oracle[q][ok & m]) for m in strata.values()]))
+                    for q in ORACLE_QUANTITIES}
     primaries = {n: cur[n].get("primary") for n in cur}
     gap = oracle["oracle_dynamics_gap"]
     return {"robot": robot, "domain": domain, "n_source": len(src), "n_target": len(tgt), "n_valid": n_valid,
             "oracle_gap_median": float(np.median(gap)) if n_valid else None,
             "oracle_bellman_median": float(np.median(oracle["oracle_bellman_error"])) if n_valid else None,
-            "rho": rho, "primary": primaries, "wall_s": wall, "run_s": run_s, "errors": errors,
+            "oracle_gap_median_by_quality": {k: float(np.median(gap[m])) for k, m in strata.items() if m.any()},
+            "rho": rho, "rho_within_quality": rho_within, "primary": primaries, "wall_s": wall, "run_s": run_s, "errors": errors,
             "directions": {c: s.direction for c, s in specs.items()}}
 
 
@@ -250,6 +262,19 @@ def write_report(path: Path, results: list[dict], meta: dict[str, Any]) -> None:
                 cells.append("failed" if s in r.get("errors", {}) else _fmt(val))
             lines.append(f"| {r['domain']} | {r.get('n_valid', 0)} | " + " | ".join(cells) + " |")
         lines.append("")
+    if any(r.get("rho_within_quality") for r in results):
+        for q, title in (("oracle_bellman_error", "Bellman error"), ("oracle_dynamics_gap", "dynamics gap")):
+            lines += [f"## Within-quality agreement with the oracle {title} (mean of the signed Spearman within the "
+                      "random, medium and expert strata of the source)", "",
+                      "| robot / target domain | " + " | ".join(scorers) + " |", "|---|" + "---:|" * len(scorers)]
+            for r in results:
+                cells = []
+                for s in scorers:
+                    col = (r.get("primary") or {}).get(s)
+                    val = r.get("rho_within_quality", {}).get(s, {}).get(col, {}).get(q) if col else None
+                    cells.append("failed" if s in r.get("errors", {}) else _fmt(val))
+                lines.append(f"| {r['domain']} | " + " | ".join(cells) + " |")
+            lines.append("")
     lines += ["Primary columns: " + ", ".join(
         f"{s}: `{next((r['primary'][s] for r in results if r.get('primary', {}).get(s)), '?')}`"
         for s in scorers) + ".", ""]
@@ -262,20 +287,24 @@ def write_report(path: Path, results: list[dict], meta: dict[str, Any]) -> None:
                   (f"{rs[s]:.1f}" if s in rs and np.isfinite(rs[s]) else "n/a")) for s in ["oracle", *scorers]]
         lines.append(f"| {r['domain']} | " + " | ".join(cells) + " |")
     lines += ["", "## Every directional column (signed Spearman: Bellman error / dynamics gap)", "",
-              "| robot / target domain | column | Bellman | gap |", "|---|---|---:|---:|"]
+              "| robot / target domain | column | Bellman | gap | Bellman within quality | gap within quality |",
+              "|---|---|---:|---:|---:|---:|"]
     for r in results:
         for s in scorers:
             for col, v in r.get("rho", {}).get(s, {}).items():
+                w = r.get("rho_within_quality", {}).get(s, {}).get(col, {})
                 lines.append(f"| {r['domain']} | `{col}` | {_fmt(v['oracle_bellman_error'])} | "
-                             f"{_fmt(v['oracle_dynamics_gap'])} |")
+                             f"{_fmt(v['oracle_dynamics_gap'])} | {_fmt(w.get('oracle_bellman_error'))} | "
+                             f"{_fmt(w.get('oracle_dynamics_gap'))} |")
     lines += ["", "## Oracle medians and failures", "",
-              "| robot / target domain | median Bellman error | median dynamics gap | failures |",
-              "|---|---:|---:|---|"]
+              "| robot / target domain | median Bellman error | median dynamics gap | median gap random / medium / "
+              "expert rows | failures |", "|---|---:|---:|---|---|"]
     for r in results:
         errs = "; ".join(f"{k}: {v}" for k, v in r.get("errors", {}).items()) or "-"
         mb, mg = r.get("oracle_bellman_median"), r.get("oracle_gap_median")
+        byq = " / ".join(f"{v:.3g}" for v in r.get("oracle_gap_median_by_quality", {}).values()) or "-"
         lines.append(f"| {r['domain']} | {mb if mb is None else f'{mb:.4g}'} | "
-                     f"{mg if mg is None else f'{mg:.4g}'} | {errs} |")
+                     f"{mg if mg is None else f'{mg:.4g}'} | {byq} | {errs} |")
     lines += ["", "## Behaviour policies", ""]
     for robot, info in meta.get("policies", {}).items():
         lines.append(f"- {robot}: " + "; ".join(f"{q}: {v['origin']} `{Path(v['policy']).parent.parent.name}/"
@@ -354,11 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log(f"{robot}: source {args.source_size}, targets {domains}")
         src, info = make_source(robot, args.source_size, args.noise, args.seed, workdir, log)
+        row_quality = info.pop("_row_quality")
         meta["policies"][robot] = info
         for domain in domains:
             log(f" {domain}")
             tgt, _ = make_target(domain, robot, args.target_size, args.noise, args.seed, workdir, log)
-            res = run_domain(robot, domain, src, tgt, scorers, args.budget, args.seed, workdir, log)
+            res = run_domain(robot, domain, src, tgt, scorers, args.budget, args.seed, workdir, log,
+                             row_quality=row_quality)
             results.append(res)
             meta.update(load_now=load(), updated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                         elapsed_s=round(time.time() - t_start, 1))

@@ -12,7 +12,9 @@ source for xcurate; 256 for d3rlpy), CPU, data sampled every step (sampling time
     python benchmarks/bench_trainer.py all --steps 300 --repeats 3 --seeds-list 1,5
 
 Prints one JSON line per measurement: {"impl", "seeds", "steps", "threads", "updates_per_s",
-"seed_updates_per_s"} where seed_updates_per_s = updates_per_s x seeds.
+"seed_updates_per_s", "updates_per_cpu_s", ...} where seed_updates = updates x seeds. Per CPU-second
+figures (``time.process_time``) are robust to other processes on a shared machine when
+``--threads 1``; wall-clock figures are not.
 """
 
 from __future__ import annotations
@@ -58,12 +60,13 @@ def bench_ours(seeds: int, steps: int, threads: int, warmup: int = 20) -> dict:
     tr = IQLTrainer(IQLConfig(n_seeds=seeds, device="cpu", max_steps=steps + warmup), target, source)
     for _ in range(warmup):
         tr.train_step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         tr.train_step()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"impl": "xcurate", "seeds": seeds, "steps": steps, "threads": threads,
-            "updates_per_s": steps / dt, "seed_updates_per_s": steps * seeds / dt}
+            "updates_per_s": steps / dt, "seed_updates_per_s": steps * seeds / dt,
+            "updates_per_cpu_s": steps / cpu, "seed_updates_per_cpu_s": steps * seeds / cpu}
 
 
 def bench_d3rlpy(steps: int, threads: int, warmup: int = 20) -> dict:
@@ -87,12 +90,13 @@ def bench_d3rlpy(steps: int, threads: int, warmup: int = 20) -> dict:
 
     for _ in range(warmup):
         step()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"impl": "d3rlpy", "version": d3rlpy.__version__, "seeds": 1, "steps": steps, "threads": threads,
-            "updates_per_s": steps / dt, "seed_updates_per_s": steps / dt}
+            "updates_per_s": steps / dt, "seed_updates_per_s": steps / dt,
+            "updates_per_cpu_s": steps / cpu, "seed_updates_per_cpu_s": steps / cpu}
 
 
 def _sub(python: str, args: list[str]) -> dict:
@@ -114,11 +118,12 @@ def run_all(steps: int, repeats: int, seeds_list: list[int], threads: int, bench
             print(json.dumps(r), flush=True)
         except (subprocess.CalledProcessError, FileNotFoundError) as e:
             print(f"d3rlpy skipped: {e}", file=sys.stderr)
-    print(f"\n| implementation | updates/s (median of {repeats}) | seed-updates/s |\n|---|---|---|")
+    print(f"\n| implementation | updates/s wall | seed-updates/s wall | updates per CPU-s | "
+          f"seed-updates per CPU-s |  (medians of {repeats})\n|---|---|---|---|---|")
     for name, rs in res.items():
-        u = statistics.median(x["updates_per_s"] for x in rs)
-        s = statistics.median(x["seed_updates_per_s"] for x in rs)
-        print(f"| {name} | {u:.1f} | {s:.1f} |")
+        med = [statistics.median(x[key] for x in rs) for key in
+               ("updates_per_s", "seed_updates_per_s", "updates_per_cpu_s", "seed_updates_per_cpu_s")]
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in med) + " |")
 
 
 def main() -> None:

@@ -263,3 +263,21 @@ def test_store_runs_every_registered_scorer(tmp_path, data):
     tab = st.query("SELECT * FROM scores")
     assert tab.num_rows == 200 and expected <= set(tab.column_names)
     assert {r["status"] for r in st.query("SELECT status FROM runs").to_pylist()} == {"complete"}
+
+
+def test_scores_cache_matches_join_and_goes_stale(tmp_path, data):
+    target, source = data
+    st = Store.create(tmp_path / "s", source, target)
+    st.run(make_scorer("knn", k=2), progress=False)
+    assert (st.dir / "scores.parquet").exists()
+    q = "SELECT * FROM scores ORDER BY transition_id"
+    con = st.connect(use_cache=False)
+    joined = con.sql(q).to_arrow_table()
+    con.close()
+    assert st.query(q).equals(joined)
+    # a new run made elsewhere (cache not yet rewritten) -> the join is used, never stale data
+    (st.dir / "scores.parquet").rename(st.dir / "old.parquet")
+    st.run(ProjScorer(seed=2), progress=False)
+    (st.dir / "old.parquet").replace(st.dir / "scores.parquet")
+    assert not st._cache_valid(st.current_runs())
+    assert "proj_score" in st.query("SELECT * FROM scores LIMIT 1").column_names

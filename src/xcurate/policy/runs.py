@@ -187,6 +187,9 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
         elog.write([{"step": trainer.step, "seed": s, "return_mean": float(sc.returns[i].mean()),
                      "score": float(sc.scores[i]), "normalized": int(sc.normalized)}
                     for i, s in enumerate(trainer.seeds)])
+        if tb is not None:
+            for i, s in enumerate(trainer.seeds):
+                tb.add_scalar(f"seed{s}/eval_score", float(sc.scores[i]), trainer.step)
         t_eval += time.time() - te
 
     def save() -> None:
@@ -199,6 +202,7 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[ups]:.0f} steps/s"), TimeRemainingColumn(), disable=not progress)
     pending: list[tuple[int, dict[str, torch.Tensor]]] = []
+    tb = _tensorboard(out)
     with bar:
         task = bar.add_task("train", total=spec.steps, completed=start, ups=0.0)
         tick, tick_step = time.time(), trainer.step
@@ -213,8 +217,13 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
                     for i, seed in enumerate(trainer.seeds):
                         rows.append({"step": step_, "seed": seed, **{k: float(a[i]) for k, a in arr.items()}})
                 plog.write(rows)
+                if tb is not None:
+                    for r in rows:
+                        for key, val in r.items():
+                            if key not in ("step", "seed"):
+                                tb.add_scalar(f"seed{r['seed']}/{key}", val, r["step"])
                 pending.clear()
-            if spec.eval_every and s % spec.eval_every == 0:
+            if spec.eval_every and spec.eval_episodes > 0 and s % spec.eval_every == 0:
                 do_eval()
             if s % spec.checkpoint_every == 0 or s == end:
                 save()
@@ -225,6 +234,8 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     if done and (not spec.eval_every or spec.steps % spec.eval_every != 0) and spec.eval_episodes > 0:
         if not _has_eval_at(out / "eval.csv", trainer.step):
             do_eval()
+    if tb is not None:
+        tb.close()
     t_train = time.time() - t_train0 - t_eval
     summary = summarize(out) if (out / "eval.csv").exists() else {}
     summary.update({"steps_done": trainer.step, "complete": done})
@@ -242,6 +253,15 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     write_json_atomic(out / "manifest.json", manifest)
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard SummaryWriter under ``out/tensorboard`` when tensorboard is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _has_eval_at(path: Path, step: int) -> bool:

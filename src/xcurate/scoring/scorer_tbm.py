@@ -15,8 +15,9 @@ through the predictor while the next latent is a stop-gradient target); stage 2 
 is fitted on the frozen target latents. The paper's hyper-parameter table lost its values, so the
 latent sizes and step counts below are our small defaults (documented in docs/readme).
 Choices of ours: z = AvgL1Norm(MLP(s)) (as in TD7's SALE) so that the latent cannot shrink
-towards a constant; the next latent in the loss is a stop-gradient target; rewards are z-scored
-inside the loss (r_hat is returned in reward units).
+towards a constant; the next latent in the loss is a stop-gradient target; states, actions and
+rewards are z-scored with source+target statistics (``normalize="target"`` for target-only; r_hat is
+returned in reward units).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class LatentModel(nn.Module):
 @register
 @dataclass
 class TBMScorer(Scorer):
-    """TABB Target Bellman Mismatch; inputs z-scored with source+target statistics."""
+    """TABB Target Bellman Mismatch; inputs and rewards z-scored (source+target or target stats)."""
 
     name: ClassVar[str] = "tbm"
     columns: ClassVar[dict[str, ColumnSpec]] = {
@@ -130,6 +131,7 @@ class TBMScorer(Scorer):
     expectile: float = 0.7  # IQL expectile of V_tar
     gamma: float = 0.99  # discount
     tau: float = 0.005  # Polyak rate of V_tar's target Q
+    normalize: str = "source+target"  # statistics for z-scoring s, a, r: "source+target" or "target"
 
     def fit(self, target: TransitionDataset, source: TransitionDataset) -> TBMScorer:
         """Stage 1 (source + target), stage 2 (target), then the anchor value on target."""
@@ -139,10 +141,14 @@ class TBMScorer(Scorer):
         self._device = dev = nets.resolve_torch_device(self.device)
         gen = nets.make_generator(self.seed)
         tt, ts = nets.tensors(target, dev), nets.tensors(source, dev)
-        self._s_norm = nets.Standardizer.fit(torch.cat([tt["s"], tt["s2"], ts["s"], ts["s2"]]))
-        self._a_norm = nets.Standardizer.fit(torch.cat([tt["a"], ts["a"]]))
-        rr = torch.cat([tt["r"], ts["r"]])
-        self._r_mean, self._r_std = float(rr.mean()), max(float(rr.std(unbiased=False)), 1e-6)
+        if self.normalize not in ("source+target", "target"):
+            raise ConfigError(f"tbm: normalize must be 'source+target' or 'target', got {self.normalize!r}")
+        # "target": far-off source rows (e.g. an unstable source system) cannot squash the target
+        # into a tiny region of input space; "source+target" ranked better on moderate shifts
+        ref = tt if self.normalize == "target" else {k: torch.cat([tt[k], ts[k]]) for k in tt}
+        self._s_norm = nets.Standardizer.fit(torch.cat([ref["s"], ref["s2"]]))
+        self._a_norm = nets.Standardizer.fit(ref["a"])
+        self._r_mean, self._r_std = float(ref["r"].mean()), max(float(ref["r"].std(unbiased=False)), 1e-6)
         m = self._model = LatentModel(target.obs_dim, target.act_dim, self.zs_dim, self.zsa_dim,
                                       tuple(self.hidden)).to(dev)
 
