@@ -114,3 +114,22 @@ def test_cli(planted_store, run_cli, tmp_path):
     code, _, err = run_cli(["diagnose", "--store", planted_store.dir, "--against", "episode_return",
                             "--scores", "tbm", "--out", tmp_path / "y"])
     assert code == 1 and "tbm" in err
+
+
+def test_verdict_and_trend():
+    from xcurate.diagnostics.report import _trend, verdict
+
+    assert _trend([1, 2, 3, 4], "lower") == pytest.approx(1.0)  # increasing error = good for lower-better
+    assert _trend([4, 3, 2, 1], "higher") == pytest.approx(1.0)  # decreasing return = good for higher-better
+    assert _trend([1, 1, 1], "lower") != _trend([1, 1, 1], "lower")  # flat: NaN
+    assert verdict(0.3, 0.9) == "good"
+    assert verdict(0.12, 0.2) == "weak"
+    assert verdict(-0.2, -0.9) == "inverted"
+    assert verdict(0.01, 0.1) == "uninformative"
+    assert verdict(float("nan"), 1.0) == "undefined"
+
+
+def test_accepts_store_directory(planted_store, tmp_path):
+    rep = diagnose(planted_store.dir, scores=["knn_distance"], against="episode_return", bins=3,
+                   out=tmp_path / "r", figures=False)
+    assert rep.summary.num_rows == 1 and rep.n_rows == 600

@@ -47,7 +47,7 @@ class DemoConfig:
     scorers: tuple[str, ...] = ("ot", "knn", "contrastive", "advantage", "tbm", "ensemble", "dara", "oracle")
     scorer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-scorer settings
     recipes: tuple[str, ...] = ("otdf", "igdf", "tabb")  # curation recipes trained besides the baselines
-    train_steps: int = 3_000  # IQL updates per training run
+    train_steps: int = 2_000  # IQL updates per training run
     iql_overrides: dict[str, str] = field(default_factory=dict)  # IQLConfig key=value overrides
     eval_episodes: int = 5  # deterministic evaluation episodes in the target domain
     eval_max_steps: int | None = None  # cap on evaluation episode length (None: the env's 1000)
@@ -60,13 +60,13 @@ class DemoConfig:
         """The default demo (< 10 minutes on a 2-core CPU)."""
         h = [128, 128]
         return cls(seed=seed, scorer_settings={
-            "contrastive": {"steps": 1500, "hidden": h},
-            "advantage": {"steps": 2000, "hidden": h},
-            "tbm": {"encoder_steps": 1500, "finetune_steps": 500, "value_steps": 1500, "hidden": h,
+            "contrastive": {"steps": 1000, "hidden": h},
+            "advantage": {"steps": 1000, "hidden": h},
+            "tbm": {"encoder_steps": 1000, "finetune_steps": 300, "value_steps": 1000, "hidden": h,
                     "zs_dim": 32, "zsa_dim": 32},
-            "ensemble": {"n_models": 5, "hidden": [128, 128, 128], "steps": 1500, "value_steps": 1500,
+            "ensemble": {"n_models": 5, "hidden": h, "steps": 1000, "value_steps": 1000,
                          "value_hidden": h},
-            "dara": {"steps": 1500, "hidden": h},
+            "dara": {"steps": 1000, "hidden": h},
         }, iql_overrides={"hidden_dim": "256"})
 
     @classmethod
