@@ -159,6 +159,9 @@ def make_figures(out: Path, report: Report, sample: dict[str, np.ndarray], corr:
             ax.set_title(f"{s}: no finite values", fontsize=8.5)
             continue
         lo, hi = np.percentile(v[fin], [0.5, 99.5])
+        q1, q3 = np.percentile(v[fin], [25, 75])
+        if q3 > q1:  # heavy tails (e.g. log-likelihoods): keep the bulk readable
+            lo, hi = max(lo, q1 - 4 * (q3 - q1)), min(hi, q3 + 4 * (q3 - q1))
         if hi <= lo:
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, 41)

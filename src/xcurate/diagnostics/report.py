@@ -653,7 +653,8 @@ def render_markdown(report: Report, store_dir: Path | None, n_corr: int) -> str:
         "",
         "Histograms of each score split by the quality label of the source data (when the store has a single "
         "label, by terciles of the episode return instead; density, x range clipped to "
-        "the 0.5-99.5 percentiles). An arrow in each title shows which side is better. A dynamics scorer "
+        "the 0.5-99.5 percentiles and to 4 inter-quartile ranges beyond the quartiles; values outside are "
+        "piled into the edge bins). An arrow in each title shows which side is better. A dynamics scorer "
         "should NOT simply separate quality levels (that is the advantage scorer's job); when all "
         "qualities overlap, the score measures something other than behaviour quality.",
         "",
