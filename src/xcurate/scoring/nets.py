@@ -187,3 +187,18 @@ def score_chunk(chunk: TransitionDataset, device: torch.device,
         assert v.shape == (int(mask.sum()),), (c, v.shape)
         out[c][mask] = v
     return out
+
+
+def prepare_pair(target: TransitionDataset, source: TransitionDataset, device: str, seed: int,
+                 ) -> tuple[torch.device, torch.Generator, dict[str, torch.Tensor], dict[str, torch.Tensor],
+                            TransitionDataset, TransitionDataset]:
+    """The common start of a learned scorer's ``fit``: drop non-finite rows (logged), resolve the
+    device, make the seeded generator and move both datasets to tensors.
+
+    Returns:
+        (device, generator, target tensors, source tensors, finite target, finite source).
+    """
+    target = finite_rows(target, "target")
+    source = finite_rows(source, "source")
+    dev = resolve_torch_device(device)
+    return dev, make_generator(seed), tensors(target, dev), tensors(source, dev), target, source

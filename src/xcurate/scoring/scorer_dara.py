@@ -89,11 +89,8 @@ class DaraScorer(Scorer):
     def fit(self, target: TransitionDataset, source: TransitionDataset) -> DaraScorer:
         """Train both classifiers on balanced target/source batches."""
         self.check_inputs(target, source)
-        target = nets.finite_rows(target, "target")
-        source = nets.finite_rows(source, "source")
-        self._device = dev = nets.resolve_torch_device(self.device)
-        gen = nets.make_generator(self.seed)
-        tt, ts = nets.tensors(target, dev), nets.tensors(source, dev)
+        dev, gen, tt, ts, target, source = nets.prepare_pair(target, source, self.device, self.seed)
+        self._device = dev
         self._s_norm = nets.Standardizer.fit(torch.cat([tt["s"], tt["s2"], ts["s"], ts["s2"]]))
         self._a_norm = nets.Standardizer.fit(torch.cat([tt["a"], ts["a"]]))
         self._clf = clf = DomainClassifiers(target.obs_dim, target.act_dim, tuple(self.hidden)).to(dev)

@@ -136,11 +136,8 @@ class TBMScorer(Scorer):
     def fit(self, target: TransitionDataset, source: TransitionDataset) -> TBMScorer:
         """Stage 1 (source + target), stage 2 (target), then the anchor value on target."""
         self.check_inputs(target, source)
-        target = nets.finite_rows(target, "target")
-        source = nets.finite_rows(source, "source")
-        self._device = dev = nets.resolve_torch_device(self.device)
-        gen = nets.make_generator(self.seed)
-        tt, ts = nets.tensors(target, dev), nets.tensors(source, dev)
+        dev, gen, tt, ts, target, source = nets.prepare_pair(target, source, self.device, self.seed)
+        self._device = dev
         if self.normalize not in ("source+target", "target"):
             raise ConfigError(f"tbm: normalize must be 'source+target' or 'target', got {self.normalize!r}")
         # "target": far-off source rows (e.g. an unstable source system) cannot squash the target
