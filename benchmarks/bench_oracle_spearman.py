@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", default=None, help="datasets and stores (default $XCURATE_DATA/bench-oracle)")
     p.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                    help="only merge the JSON files of earlier (e.g. parallel, one per robot) runs into --out")
+    p.add_argument("--note", action="append", default=[], help="a line added to the report's notes (repeatable)")
     return p.parse_args(argv)
 
 
@@ -243,7 +244,8 @@ def write_report(path: Path, results: list[dict], meta: dict[str, Any]) -> None:
              f"- Seed {meta['seed']}; torch threads {meta['threads']}.",
              f"- Machine: {meta['machine']}. Load average at start {meta['load_start']}, now {meta['load_now']} "
              "(the CPU is shared with other processes: wall times are inflated and noisy).",
-             f"- Started {meta['started']}, last update {meta['updated']}.", "",
+             f"- Started {meta['started']}, last update {meta['updated']}.",
+             *(f"- Note: {n}" for n in meta.get("notes", [])), "",
              "**Sign convention: POSITIVE = the score agrees with the oracle.** For higher-is-better columns "
              "(`*_score`, `advantage_norm`, `dara_delta_r`) the table shows -rho (they should rank low-error "
              "transitions high); for lower-is-better columns (`tbm`, distances, penalties) it shows +rho. "
@@ -302,7 +304,8 @@ def write_report(path: Path, results: list[dict], meta: dict[str, Any]) -> None:
     for r in results:
         errs = "; ".join(f"{k}: {v}" for k, v in r.get("errors", {}).items()) or "-"
         mb, mg = r.get("oracle_bellman_median"), r.get("oracle_gap_median")
-        byq = " / ".join(f"{v:.3g}" for v in r.get("oracle_gap_median_by_quality", {}).values()) or "-"
+        mq = r.get("oracle_gap_median_by_quality", {})  # JSON round trips sort the keys: fix the order
+        byq = " / ".join(f"{mq[k]:.3g}" if k in mq else "n/a" for k in ("random", "medium", "expert")) if mq else "-"
         lines.append(f"| {r['domain']} | {mb if mb is None else f'{mb:.4g}'} | "
                      f"{mg if mg is None else f'{mg:.4g}'} | {byq} | {errs} |")
     lines += ["", "## Behaviour policies", ""]
@@ -317,7 +320,7 @@ def write_report(path: Path, results: list[dict], meta: dict[str, Any]) -> None:
     write_json_atomic(path.with_suffix(".json"), {"meta": meta, "results": results})
 
 
-def merge(paths: list[str], out: Path) -> int:
+def merge(paths: list[str], out: Path, notes: list[str] | None = None) -> int:
     """Combine the JSON results of several runs (same sizes and budget) into one report."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
     meta = dict(parts[0]["meta"])
@@ -334,6 +337,7 @@ def merge(paths: list[str], out: Path) -> int:
     meta["updated"] = max(p["meta"].get("updated", "") for p in parts)
     meta["load_start"] = ", ".join(p["meta"]["load_start"] for p in parts)
     meta["load_now"] = ", ".join(p["meta"].get("load_now", "?") for p in parts)
+    meta["notes"] = [n for p in parts for n in p["meta"].get("notes", [])] + list(notes or [])
     write_report(out, [r for p in parts for r in p["results"]], meta)
     print(f"merged {len(paths)} run(s) -> {out}")
     return 0
@@ -345,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark."""
     args = parse_args(argv)
     if args.merge:
-        return merge(args.merge, Path(args.out))
+        return merge(args.merge, Path(args.out), notes=args.note)
     import torch
 
     from xcurate.datasets.domains import get_domain
@@ -374,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, {platform.system()}, no GPU used"
                    if not torch.cuda.is_available() else f"{os.cpu_count()} CPUs + {torch.cuda.get_device_name()}",
         "load_start": load(), "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t_start)),
-        "policies": {}, "status": "running"}
+        "policies": {}, "status": "running", "notes": list(args.note)}
     results: list[dict] = []
     for robot in args.robots:
         domains = ([d for d in args.domains if get_domain(d).robot == robot] if args.domains

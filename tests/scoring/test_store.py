@@ -143,6 +143,15 @@ class _KNN100(KNNScorer):
     chunk_size: ClassVar[int] = 100
 
 
+def test_scorer_code_version_is_part_of_the_cache_key(tmp_path, data, monkeypatch):
+    """Same settings but changed maths (version bump) must not reuse the stale run."""
+    target, source = data
+    st = Store.create(tmp_path / "s", source, target)
+    rid = st.run_id(make_scorer("knn", k=3))
+    monkeypatch.setattr(KNNScorer, "version", KNNScorer.version + 1)
+    assert st.run_id(make_scorer("knn", k=3)) != rid
+
+
 @pytest.mark.parametrize("kind", ["proj", "knn"])
 def test_resume_after_interruption_matches_uninterrupted(tmp_path, data, kind):
     """Kill a run after k chunks, resume it with the real scorer: identical to an uninterrupted run."""

@@ -57,6 +57,9 @@ class Scorer:
     chunk_size: ClassVar[int] = 10_000
     #: True if the scorer needs the target simulator (a domain); the store passes ``domain``.
     needs_domain: ClassVar[bool] = False
+    #: version of the scorer's maths; bump it when a change alters scores for the same settings.
+    #: It is part of the store's cache key (with the xcurate version), so stale runs are not reused.
+    version: ClassVar[int] = 1
 
     seed: int = 0
     device: str = "auto"

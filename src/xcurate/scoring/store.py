@@ -286,7 +286,10 @@ class Store:
     def run_id(self, scorer: Scorer, domain: str | None = None) -> str:
         """The id ``<scorer>-<hash12>`` of a run of ``scorer`` on this store's data."""
         cfg = {k: v for k, v in scorer.config().items() if k != "device"}
-        key = {"format": FORMAT_VERSION, "config": cfg, "chunk_size": int(scorer.chunk_size),
+        from xcurate import __version__
+
+        code = f"{__version__}/{scorer.version}"  # a code change must not reuse stale scores
+        key = {"format": FORMAT_VERSION, "code": code, "config": cfg, "chunk_size": int(scorer.chunk_size),
                "source": self.info["source"]["fingerprint"], "target": self.info["target"]["fingerprint"],
                "domain": domain if scorer.needs_domain else None}
         h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
