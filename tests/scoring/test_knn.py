@@ -34,7 +34,7 @@ def test_planted_signal_auc(seed):
 
     (With seed 0 kNN fails, AUC 0.34: the shifted dynamics put the source's states in denser
     regions of the target's state distribution. kNN on (s, a, s') measures closeness of the joint
-    distribution, not of the dynamics; documented in docs/readme/scoring.md.)
+    distribution, not of the dynamics; documented in the README (Scoring).)
     """
     tg, src = planted_shift(n_target=1000, n_source=2000, seed=seed)
     s = make_scorer("knn").fit(tg, src).score(src)["knn_score"]

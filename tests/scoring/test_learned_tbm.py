@@ -49,7 +49,7 @@ def test_planted_signal(data, fitted):
     TBM is a value-weighted mismatch: it only sees the part of the dynamics shift that changes
     V_tar, and its absolute error shrinks on low-magnitude states. At the default shift 0.5 a
     similar budget reaches tbm AUC ~0.6 only (tbm_latent_error ~0.85), hence shift 1.0 here
-    (documented in docs/readme/scorers-learned.md)."""
+    (documented in the README (Learned scorers))."""
     _, source = data
     _, out = fitted
     lab = source.extras["planted"]

@@ -13,7 +13,7 @@ DROCO builds on). For a source transition (s, a, r, s') with member means s'_i:
   target-z-scored delta units (differs from the raw-unit density by the constant
   -sum_d log std_d, which does not change rankings)
 * ``ensemble_score``      = ``ensemble_loglik`` (it separated planted target-dynamics rows best
-  in tests/scoring/test_learned_ensemble.py; see docs/readme/scorers-learned.md)
+  in tests/scoring/test_learned_ensemble.py; see the README (Learned scorers))
 
 Members are evaluated at their means (no sampling), so scores are deterministic. Every per-row
 quantity is asserted to have shape (B,) (the official code penalises 2B rows against B targets).

@@ -13,7 +13,7 @@ with the next-latent error scaled per dimension by the inverse variance of targe
 the reward error (f(s, a) reads f(s), as in TD7's SALE, so the state encoder gets gradients
 through the predictor while the next latent is a stop-gradient target); stage 2 freezes the encoders and fine-tunes g on target data only; then V_tar
 is fitted on the frozen target latents. The paper's hyper-parameter table lost its values, so the
-latent sizes and step counts below are our small defaults (documented in docs/readme).
+latent sizes and step counts below are our small defaults (documented in the README).
 Choices of ours: z = AvgL1Norm(MLP(s)) (as in TD7's SALE) so that the latent cannot shrink
 towards a constant; the next latent in the loss is a stop-gradient target; states, actions and
 rewards are z-scored with source+target statistics (``normalize="target"`` for target-only; r_hat is
