@@ -44,7 +44,7 @@ def _data(n: int, seed: int):
     return obs, act, rew, nxt, term, tout
 
 
-def bench_ours(seeds: int, steps: int, threads: int, warmup: int = 20) -> dict:
+def bench_ours(seeds: int, steps: int, threads: int, compile: bool = False, warmup: int = 20) -> dict:
     """Updates/s of xcurate's IQLTrainer (K stacked seeds, 128 target + 128 source rows)."""
     import torch
 
@@ -57,14 +57,18 @@ def bench_ours(seeds: int, steps: int, threads: int, warmup: int = 20) -> dict:
     o, a, r, n, te, to = _data(N_SOURCE, 1)
     source = TransitionDataset.from_arrays(o, a, r, n, terminals=te, timeouts=to,
                                            extras={"weight": np.ones(N_SOURCE, np.float32)})
-    tr = IQLTrainer(IQLConfig(n_seeds=seeds, device="cpu", max_steps=steps + warmup), target, source)
-    for _ in range(warmup):
+    tr = IQLTrainer(IQLConfig(n_seeds=seeds, device="cpu", max_steps=steps + warmup, compile=compile),
+                    target, source)
+    t0 = time.perf_counter()
+    for _ in range(warmup):  # includes the compilation when compile=True
         tr.train_step()
+    warm_s = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         tr.train_step()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"impl": "xcurate", "seeds": seeds, "steps": steps, "threads": threads,
+    return {"impl": "xcurate", "compile": compile, "warmup_s": warm_s, "seeds": seeds, "steps": steps,
+            "threads": threads,
             "updates_per_s": steps / dt, "seed_updates_per_s": steps * seeds / dt,
             "updates_per_cpu_s": steps / cpu, "seed_updates_per_cpu_s": steps * seeds / cpu}
 
@@ -104,26 +108,33 @@ def _sub(python: str, args: list[str]) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_all(steps: int, repeats: int, seeds_list: list[int], threads: int, bench_python: str) -> None:
-    """Interleave all measurements ``repeats`` times in fresh processes; print medians (Markdown)."""
+def run_all(steps: int, repeats: int, seeds_list: list[int], threads: int, bench_python: str,
+            compile_modes: list[bool]) -> None:
+    """Interleave all measurements ``repeats`` times in fresh processes; print medians and ratios (Markdown)."""
     res: dict[str, list[dict]] = {}
     for _ in range(repeats):
         for k in seeds_list:
-            r = _sub(sys.executable, ["ours", "--seeds", str(k), "--steps", str(steps), "--threads", str(threads)])
-            res.setdefault(f"xcurate K={k}", []).append(r)
-            print(json.dumps(r), flush=True)
+            for comp in compile_modes:
+                args = ["ours", "--seeds", str(k), "--steps", str(steps), "--threads", str(threads)]
+                r = _sub(sys.executable, args + (["--compile"] if comp else []))
+                res.setdefault(f"xcurate K={k}" + (" compiled" if comp else ""), []).append(r)
+                print(json.dumps(r), flush=True)
         try:
             r = _sub(bench_python, ["d3rlpy", "--steps", str(steps), "--threads", str(threads)])
             res.setdefault("d3rlpy", []).append(r)
             print(json.dumps(r), flush=True)
         except (subprocess.CalledProcessError, FileNotFoundError) as e:
             print(f"d3rlpy skipped: {e}", file=sys.stderr)
-    print(f"\n| implementation | updates/s wall | seed-updates/s wall | updates per CPU-s | "
-          f"seed-updates per CPU-s |  (medians of {repeats})\n|---|---|---|---|---|")
-    for name, rs in res.items():
-        med = [statistics.median(x[key] for x in rs) for key in
-               ("updates_per_s", "seed_updates_per_s", "updates_per_cpu_s", "seed_updates_per_cpu_s")]
-        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in med) + " |")
+    keys = ("updates_per_s", "seed_updates_per_s", "updates_per_cpu_s", "seed_updates_per_cpu_s")
+    med = {name: {key: statistics.median(x[key] for x in rs) for key in keys} for name, rs in res.items()}
+    base = med.get("d3rlpy")
+    print(f"\n{threads} torch thread(s), {steps} timed updates, medians of {repeats} interleaved repeats\n")
+    print("| implementation | updates/s wall | seed-updates/s wall | updates per CPU-s | seed-updates per CPU-s "
+          "| vs d3rlpy (seed-updates/s wall, per CPU-s) |\n|---|---|---|---|---|---|")
+    for name, m in med.items():
+        ratio = (f"{m['seed_updates_per_s'] / base['seed_updates_per_s']:.2f}x, "
+                 f"{m['seed_updates_per_cpu_s'] / base['seed_updates_per_cpu_s']:.2f}x") if base else "-"
+        print(f"| {name} | " + " | ".join(f"{m[k]:.1f}" for k in keys) + f" | {ratio} |")
 
 
 def main() -> None:
@@ -135,13 +146,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seeds-list", default="1,5")
     p.add_argument("--bench-python", default="/work/venv-bench/bin/python")
+    p.add_argument("--compile", action="store_true", help="ours: IQLConfig(compile=True)")
+    p.add_argument("--compile-modes", default="0,1", help="all: eager (0) and/or compiled (1) runs of ours")
     a = p.parse_args()
     if a.impl == "ours":
-        print(json.dumps(bench_ours(a.seeds, a.steps, a.threads)))
+        print(json.dumps(bench_ours(a.seeds, a.steps, a.threads, a.compile)))
     elif a.impl == "d3rlpy":
         print(json.dumps(bench_d3rlpy(a.steps, a.threads)))
     else:
-        run_all(a.steps, a.repeats, [int(x) for x in a.seeds_list.split(",")], a.threads, a.bench_python)
+        run_all(a.steps, a.repeats, [int(x) for x in a.seeds_list.split(",")], a.threads, a.bench_python,
+                [bool(int(x)) for x in a.compile_modes.split(",")])
 
 
 if __name__ == "__main__":

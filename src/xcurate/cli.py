@@ -9,13 +9,12 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
+from xcurate.console import make_console
 from xcurate.errors import XcurateError
 
 app = typer.Typer(name="xcurate", help="Curate source data for cross-domain offline RL.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
-err_console = Console(stderr=True)
 
 
 def _register() -> None:
@@ -55,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # standalone mode ends with sys.exit(code); usage errors exit 2
         return int(e.code or 0) if not isinstance(e.code, str) else 1
     except XcurateError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        make_console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
-        err_console.print("interrupted")
+        make_console(stderr=True).print("interrupted")
         return 130
     return 0
 

@@ -68,9 +68,9 @@ def test_critic_loss_one_hot_weight_is_that_samples_loss(data):
     w[:, j] = 1.0
     loss, _, _ = tr.critic_loss(batch, batch["rew"], w)
     assert torch.allclose(loss, per[:, j].detach() / b, rtol=1e-5)
-    g1 = torch.autograd.grad(loss.sum(), list(tr.q.parameters()))
+    g1 = torch.autograd.grad(loss.sum(), tr.q.tensors())
     _, per2, _ = tr.critic_loss(batch, batch["rew"], torch.ones(k, b))
-    g2 = torch.autograd.grad(per2[:, j].sum() / b, list(tr.q.parameters()))
+    g2 = torch.autograd.grad(per2[:, j].sum() / b, tr.q.tensors())
     for a, c in zip(g1, g2, strict=True):
         assert torch.allclose(a, c, atol=1e-7)
 
@@ -147,13 +147,13 @@ def test_seeds_batched_equal_separate_runs(data):
         mm = multi.train_step()
         ms = single.train_step()
     assert torch.allclose(mm["critic_loss"][2], ms["critic_loss"][0], rtol=1e-4, atol=1e-6)
-    for name in ("actor", "q", "v"):
-        pm = {k: v[-1:] if k.endswith("log_std") or v.shape[0] == 3 else v[-2:]
-              for k, v in getattr(multi, name).state_dict().items()}
-        ps = getattr(single, name).state_dict()
-        for k in ps:
-            assert torch.allclose(pm[k], ps[k], atol=1e-5), (name, k)
-    assert not torch.allclose(multi.actor.net.layers[0].weight[0], multi.actor.net.layers[0].weight[1])
+    pairs = {"actor": (multi.actor.net, single.actor.net, 1), "q": (multi.q, single.q, 2),  # q: (seed, twin)
+             "v": (multi.v, single.v, 1)}
+    for name, (net_m, net_s, members) in pairs.items():
+        for tm, ts in zip(net_m.tensors(), net_s.tensors(), strict=True):
+            assert torch.allclose(tm[-members:], ts, atol=1e-5), name
+    assert torch.allclose(multi.actor.log_std[-1:], single.actor.log_std, atol=1e-5)
+    assert not torch.allclose(multi.actor.net.tensors()[0][0], multi.actor.net.tensors()[0][1])
 
 
 def test_bad_inputs(data):
@@ -196,3 +196,17 @@ def test_nan_scores_are_not_sampled(data):
     for _ in range(5):
         m = tr.train_step()
     assert all(torch.isfinite(v).all() for v in m.values())
+
+
+def test_compiled_losses_match_eager(data):
+    """compile=True (torch.compile of the loss graph) trains like the eager trainer, OTDF's CVAE term included."""
+    target, source = data
+    eager, comp = (IQLTrainer(make_config("otdf", **TINY, seed=4, compile=flag), target, source)
+                   for flag in (False, True))
+    for _ in range(6):
+        me, mc = eager.train_step(), comp.train_step()
+    assert comp._compiled is not None and eager._compiled is None
+    assert torch.allclose(me["critic_loss"], mc["critic_loss"], rtol=1e-4)
+    for a, b in zip((eager.q, eager.v, eager.actor.net), (comp.q, comp.v, comp.actor.net), strict=True):
+        assert torch.allclose(a.flat, b.flat, atol=1e-5)
+    assert not torch.equal(eager.q.flat, IQLTrainer(make_config("otdf", **TINY, seed=4), target, source).q.flat)

@@ -6,12 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from xcurate.console import make_console
 from xcurate.errors import ConfigError
-
-console = Console()
 
 
 def curate_cmd(
@@ -47,7 +45,7 @@ def curate_cmd(
     wk = w[keep] if keep.any() else np.zeros(1)
     t.add_row(str(len(ds)), str(int(keep.sum())), f"{100 * keep.mean():.1f}", f"{wk.mean():.3g}",
               f"{wk.min():.3g}..{wk.max():.3g}", ", ".join(sorted(ds.extras)))
-    console.print(t)
+    make_console().print(t)
 
 
 def register(app: typer.Typer) -> None:

@@ -5,13 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-
-def _console() -> Console:
-    """A fresh console (honours $COLUMNS at call time)."""
-    return Console()
+from xcurate.console import make_console
 
 
 def _policy_label(origin: str, spec: str | None) -> str:
@@ -44,7 +40,7 @@ def collect_cmd(
     path = save_dataset(ds, out, config={"command": "collect", "domain": domain, "policy": policy, "noise": noise,
                                          "seed": seed, "quality": quality, "transitions": transitions})
     m = ds.metadata
-    _console().print(f"wrote {path}: {len(ds)} transitions, {ds.n_episodes} episodes, "
+    make_console().print(f"wrote {path}: {len(ds)} transitions, {ds.n_episodes} episodes, "
                   f"return {m['return_mean']:.1f} +/- {m['return_std']:.1f}, "
                   f"{m['steps_per_second']:.0f} steps/s", highlight=False)
 
@@ -88,7 +84,7 @@ def suite_build(
     from xcurate.datasets.suite import build_suite
 
     cfg = _suite_config(robots, shifts, source_size, target_size, root, seed, noise, prefer, overwrite)
-    entries = build_suite(cfg, progress=progress, log=lambda m: _console().print(m, highlight=False))
+    entries = build_suite(cfg, progress=progress, log=lambda m: make_console().print(m, highlight=False))
     _entries_table(entries, "suite")
 
 
@@ -116,7 +112,7 @@ def _entries_table(entries, title: str) -> None:
         t.add_row(e.dataset_id, str(e.size), _policy_label(e.policy_origin, e.policy), e.status,
                   "" if e.return_mean is None else f"{e.return_mean:.1f}",
                   f"{e.seconds:.1f}" if e.seconds else "", e.note)
-    _console().print(t)
+    make_console().print(t)
 
 
 policies_app = typer.Typer(help="Behaviour policies (builtin and found in ../shared).", no_args_is_help=True)
@@ -140,7 +136,7 @@ def policies_list() -> None:
         r = d["reported_return"]
         t.add_row(d["spec"], d["robot"] or "?", d["algo"], "" if r is None else f"{r:.0f}",
                   "../shared README (5 episodes, v5)")
-    _console().print(t)
+    make_console().print(t)
 
 
 @policies_app.command("evaluate")
@@ -154,7 +150,7 @@ def policies_evaluate(
     from xcurate.datasets.collect import evaluate
 
     rets = evaluate(domain, spec, episodes=episodes, seed=seed)
-    _console().print(f"{spec} in {domain}: return {rets.mean():.1f} +/- {rets.std():.1f} over {episodes} episodes "
+    make_console().print(f"{spec} in {domain}: return {rets.mean():.1f} +/- {rets.std():.1f} over {episodes} episodes "
                   f"({', '.join(f'{r:.0f}' for r in rets)})", highlight=False)
 
 

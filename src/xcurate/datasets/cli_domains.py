@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from xcurate.console import make_console
+
 domains_app = typer.Typer(help="Source and shifted-dynamics target domains.", no_args_is_help=True)
-
-
-def _console() -> Console:
-    # wide when captured/piped so that names are never folded; the terminal's width otherwise
-    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _fmt_ref(v: float | None) -> str:
@@ -37,7 +31,7 @@ def list_cmd(robot: str = typer.Option(None, "--robot", "-r", help="halfcheetah,
         ref = d.references
         table.add_row(d.name, d.robot, d.family, d.level or "-", d.description,
                       _fmt_ref(ref[0] if ref else None), _fmt_ref(ref[1] if ref else None))
-    _console().print(table)
+    make_console().print(table)
 
 
 @domains_app.command("show")
@@ -46,7 +40,7 @@ def show_cmd(name: str = typer.Argument(..., help="domain name, e.g. hopper-fric
     from xcurate.datasets.domains import get_domain
 
     d = get_domain(name)
-    con = _console()
+    con = make_console()
     con.print(f"[bold]{d.name}[/]  robot={d.robot} ({d.env_id})  family={d.family}  level={d.level or '-'}")
     con.print(f"obs_dim={d.obs_dim}  act_dim={d.act_dim}  frame_skip={d.frame_skip}  dt={d.dt:g}")
     con.print(f"what changed: {d.description}")

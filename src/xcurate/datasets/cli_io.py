@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from xcurate.console import make_console
 
 
 def datasets_group(app: typer.Typer) -> typer.Typer:
@@ -98,7 +97,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps({**summary, "format": label}, default=str, indent=2))
             return
-        console.print(_info_table(path, label, summary, title=f"dataset {spec}"))
+        make_console().print(_info_table(path, label, summary, title=f"dataset {spec}"))
 
     @group.command("convert")
     def convert(src: str = typer.Argument(..., help="Input file, folder, dataset id or minari:<id>."),
@@ -123,7 +122,7 @@ def register(app: typer.Typer) -> None:
                            config={"command": "datasets convert", "input": src, "output": dst,
                                    "in_format": in_format, "drop_nonfinite": drop_nonfinite,
                                    "read_s": round(t1 - t0, 4)})
-        console.print(f"wrote {out} ({len(ds):,} transitions, {ds.n_episodes:,} episodes) in "
+        make_console().print(f"wrote {out} ({len(ds):,} transitions, {ds.n_episodes:,} episodes) in "
                       f"{time.perf_counter() - t0:.2f} s; manifest {manifest_path(out)}", highlight=False)
 
     @group.command("list")
@@ -155,9 +154,9 @@ def register(app: typer.Typer) -> None:
                       f"{man['episodes']:,}" if "episodes" in man else "?")
             n += 1
         if n == 0:
-            console.print(f"no datasets under {ids.datasets_root()}", highlight=False)
+            make_console().print(f"no datasets under {ids.datasets_root()}", highlight=False)
             return
-        console.print(t)
+        make_console().print(t)
 
     @group.command("show")
     def show(dataset_id: str = typer.Argument(..., help="A dataset id (or path / minari:<id>)."),
@@ -168,9 +167,9 @@ def register(app: typer.Typer) -> None:
         path = resolve_spec(dataset_id)
         man = read_manifest(path)
         ds = load_dataset(dataset_id)
-        console.print(_info_table(path, _format_label(path), ds.summary(), title=f"dataset {dataset_id}"))
+        make_console().print(_info_table(path, _format_label(path), ds.summary(), title=f"dataset {dataset_id}"))
         if man is None:
-            console.print("no manifest", highlight=False)
+            make_console().print("no manifest", highlight=False)
             return
         t = Table(title="manifest", show_header=False, title_justify="left")
         t.add_column("field", style="bold")
@@ -187,5 +186,5 @@ def register(app: typer.Typer) -> None:
             t.add_row(f"config.{k}", _short(v))
         for k, v in sorted((man.get("timings") or {}).items()):
             t.add_row(f"timing.{k}", f"{v}")
-        console.print(t)
+        make_console().print(t)
 

@@ -22,16 +22,16 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(False, "--force", help="Replace an existing report in --out."),
     ) -> None:
         """Rank source transitions by each score and compare with the oracle (TABB's diagnostic)."""
-        from rich.console import Console
         from rich.table import Table
 
+        from xcurate.console import make_console
         from xcurate.diagnostics.report import diagnose
         from xcurate.scoring.store import Store
 
         st = Store(store)
         cols = [s.strip() for s in scores.split(",") if s.strip()] or None
         rep = diagnose(st, scores=cols, against=against, bins=bins, out=out, force=force)
-        console = Console()
+        console = make_console()
         table = Table(title=f"scores vs {against} ({rep.n_rows} rows, {bins} groups, most useful first)")
         for c in ("score", "direction", "Spearman (aligned)", "bin trend", "top group", "bottom group", "verdict"):
             table.add_column(c, justify="right" if c not in ("score", "direction", "verdict") else "left")

@@ -147,11 +147,11 @@ def run_demo(out: str | Path | None = None, fast: bool = False, force: bool = Fa
         The :class:`DemoResult`.
     """
     import torch
-    from rich.console import Console
 
+    from xcurate.console import make_console
     from xcurate.utils import data_root
 
-    console = console or Console()
+    console = console or make_console()
     cfg = config or (DemoConfig.fast(seed) if fast else DemoConfig.default(seed))
     out = Path(out) if out is not None else data_root() / ("demo-fast" if fast else "demo")
     _prepare_out(out, force)

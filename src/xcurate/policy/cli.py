@@ -6,12 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from xcurate.console import make_console
 from xcurate.errors import ConfigError
-
-console = Console()
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, str]:
@@ -66,7 +64,7 @@ def _print_summary(run: str, s: dict) -> None:
     t.add_row(s.get("metric", "-"), _fmt(s.get("last_mean"), s.get("last_std")),
               _fmt(s.get("best_mean"), s.get("best_std")), str(len(s.get("seeds", []))),
               str(s.get("steps_done", s.get("last_step", "-"))))
-    console.print(t)
+    make_console().print(t)
 
 
 def evaluate_cmd(run: Path = typer.Argument(..., help="Run directory."),
@@ -83,7 +81,7 @@ def evaluate_cmd(run: Path = typer.Argument(..., help="Run directory."),
     for i in range(len(sc.scores)):
         t.add_row(str(i), f"{sc.returns[i].mean():.1f}", f"{sc.scores[i]:.1f}")
     t.add_row("all", f"{sc.returns.mean():.1f}", f"{sc.mean:.1f} ± {sc.std:.1f}")
-    console.print(t)
+    make_console().print(t)
 
 
 runs_app = typer.Typer(help="List and inspect training runs.", no_args_is_help=True)
@@ -103,7 +101,7 @@ def runs_list(root: Path = typer.Argument(Path("."), help="Folder searched recur
         t.add_row(str(rel), sp["domain"], sp["variant"], Path(sp["source"]).name if sp.get("source") else "-",
                   f"{s.get('steps_done', '-')}/{sp['steps']}", str(sp["n_seeds"]),
                   _fmt(s.get("last_mean"), s.get("last_std")), _fmt(s.get("best_mean"), s.get("best_std")))
-    console.print(t)
+    make_console().print(t)
 
 
 @runs_app.command("show")
@@ -119,7 +117,7 @@ def runs_show(run: Path = typer.Argument(..., help="Run directory.")) -> None:
         t.add_row(k, json.dumps(v))
     for k, v in conf["iql"].items():
         t.add_row(f"iql.{k}", json.dumps(v))
-    console.print(t)
+    make_console().print(t)
     ev = read_evals(run)
     if ev:
         e = Table(title="evaluations (score per seed)")
@@ -131,7 +129,7 @@ def runs_show(run: Path = typer.Argument(..., help="Run directory.")) -> None:
             m = sum(vals) / len(vals)
             sd = (sum((x - m) ** 2 for x in vals) / len(vals)) ** 0.5
             e.add_row(str(step), f"{m:.1f} ± {sd:.1f}", ", ".join(f"{x:.1f}" for x in vals))
-        console.print(e)
+        make_console().print(e)
     sp = Path(run) / "summary.json"
     if sp.exists():
         _print_summary(str(run), json.loads(sp.read_text()))

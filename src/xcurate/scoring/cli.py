@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from xcurate.console import make_console
 from xcurate.errors import ConfigError, StoreError
 
 store_app = typer.Typer(help="Inspect score stores.", no_args_is_help=True)
@@ -71,7 +71,7 @@ def score(
         kw.setdefault("device", device)
         insts.append(make_scorer(name, **kw))
     st = Store.create(store, source, target, domain=domain)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     ids = []
     for s in insts:
         before = {m["run_id"] for m in st.manifests() if m.get("status") == "complete"}
@@ -88,7 +88,7 @@ def score(
         cols = ", ".join(f"{c} ({spec['direction']})" for c, spec in m.get("columns", {}).items())
         t.add_row(m["scorer"], rid, str(m.get("n_rows")), str(m.get("n_nonfinite")),
                   f"{m.get('timings', {}).get('wall_s', float('nan')):.2f}", cols)
-    Console().print(t)
+    make_console().print(t)
 
 
 def query(
@@ -113,7 +113,7 @@ def query(
     if format == "table":
         if out is not None:
             raise ConfigError("--format table prints to the terminal; use csv/json/parquet with --out")
-        Console().print(_rich_table(result, max_rows=max_rows))
+        make_console().print(_rich_table(result, max_rows=max_rows))
         if result.num_rows > max_rows:
             typer.echo(f"({result.num_rows} rows, {max_rows} shown)")
         return
@@ -142,7 +142,7 @@ def store_show(directory: Path = typer.Argument(..., help="Store directory.")) -
     from xcurate.scoring.store import Store
 
     st = Store(directory)
-    console = Console()
+    console = make_console()
     info = st.info
     console.print(f"[bold]store[/] {st.dir}  (format {info['format_version']}, domain {info.get('domain')})")
     for what in ("source", "target"):
