@@ -10,6 +10,9 @@ source for xcurate; 256 for d3rlpy), CPU, data sampled every step (sampling time
     /work/venv-bench/bin/python benchmarks/bench_trainer.py d3rlpy --steps 300 --threads 2
     # everything, interleaved (repeats; medians), written as Markdown
     python benchmarks/bench_trainer.py all --steps 300 --repeats 3 --seeds-list 1,5
+    # on a GPU: eager, then the whole step as one CUDA graph, 1 and 5 seeds
+    python benchmarks/bench_trainer.py ours --device cuda --seeds 1 --steps 5000
+    python benchmarks/bench_trainer.py ours --device cuda --cuda-graph --seeds 5 --steps 5000
 
 Prints one JSON line per measurement: {"impl", "seeds", "steps", "threads", "updates_per_s",
 "seed_updates_per_s", "updates_per_cpu_s", ...} where seed_updates = updates x seeds. Per CPU-second
@@ -44,7 +47,8 @@ def _data(n: int, seed: int):
     return obs, act, rew, nxt, term, tout
 
 
-def bench_ours(seeds: int, steps: int, threads: int, compile: bool = False, warmup: int = 20) -> dict:
+def bench_ours(seeds: int, steps: int, threads: int, compile: bool = False, warmup: int = 20,
+               device: str = "cpu", cuda_graph: bool = False) -> dict:
     """Updates/s of xcurate's IQLTrainer (K stacked seeds, 128 target + 128 source rows)."""
     import torch
 
@@ -57,18 +61,21 @@ def bench_ours(seeds: int, steps: int, threads: int, compile: bool = False, warm
     o, a, r, n, te, to = _data(N_SOURCE, 1)
     source = TransitionDataset.from_arrays(o, a, r, n, terminals=te, timeouts=to,
                                            extras={"weight": np.ones(N_SOURCE, np.float32)})
-    tr = IQLTrainer(IQLConfig(n_seeds=seeds, device="cpu", max_steps=steps + warmup, compile=compile),
-                    target, source)
+    tr = IQLTrainer(IQLConfig(n_seeds=seeds, device=device, max_steps=steps + warmup, compile=compile,
+                              cuda_graph=cuda_graph), target, source)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     t0 = time.perf_counter()
-    for _ in range(warmup):  # includes the compilation when compile=True
+    for _ in range(warmup):  # includes the compilation (compile=True) and the capture (cuda_graph=True)
         tr.train_step()
+    sync()
     warm_s = time.perf_counter() - t0
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         tr.train_step()
+    sync()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"impl": "xcurate", "compile": compile, "warmup_s": warm_s, "seeds": seeds, "steps": steps,
-            "threads": threads,
+    return {"impl": "xcurate", "device": device, "compile": compile, "cuda_graph": cuda_graph, "warmup_s": warm_s,
+            "seeds": seeds, "steps": steps, "threads": threads,
             "updates_per_s": steps / dt, "seed_updates_per_s": steps * seeds / dt,
             "updates_per_cpu_s": steps / cpu, "seed_updates_per_cpu_s": steps * seeds / cpu}
 
@@ -147,10 +154,13 @@ def main() -> None:
     p.add_argument("--seeds-list", default="1,5")
     p.add_argument("--bench-python", default="/work/venv-bench/bin/python")
     p.add_argument("--compile", action="store_true", help="ours: IQLConfig(compile=True)")
+    p.add_argument("--device", default="cpu", help="ours: cpu or cuda")
+    p.add_argument("--cuda-graph", action="store_true", help="ours: IQLConfig(cuda_graph=True) (CUDA only)")
     p.add_argument("--compile-modes", default="0,1", help="all: eager (0) and/or compiled (1) runs of ours")
     a = p.parse_args()
     if a.impl == "ours":
-        print(json.dumps(bench_ours(a.seeds, a.steps, a.threads, a.compile)))
+        print(json.dumps(bench_ours(a.seeds, a.steps, a.threads, a.compile, device=a.device,
+                                    cuda_graph=a.cuda_graph)))
     elif a.impl == "d3rlpy":
         print(json.dumps(bench_d3rlpy(a.steps, a.threads)))
     else:

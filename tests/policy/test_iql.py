@@ -210,3 +210,48 @@ def test_compiled_losses_match_eager(data):
     for a, b in zip((eager.q, eager.v, eager.actor.net), (comp.q, comp.v, comp.actor.net), strict=True):
         assert torch.allclose(a.flat, b.flat, atol=1e-5)
     assert not torch.equal(eager.q.flat, IQLTrainer(make_config("otdf", **TINY, seed=4), target, source).q.flat)
+
+
+def test_graph_step_body_equals_eager_update(data):
+    """The host-sync-free step that cuda_graph=True captures (run eagerly here) equals the eager update.
+
+    It samples, adds the CVAE term, schedules the actor's learning rate from a device step counter
+    and updates in the same order as ``train_step``, so both trainers follow the same streams.
+    """
+    target, source = data
+    eager, body = (IQLTrainer(make_config("otdf", **TINY, seed=6), target, source) for _ in range(2))
+    body.pretrain_cvae()
+    for _ in range(8):
+        me = eager.train_step()
+        mb = body._graph_body()
+        body.step += 1
+    assert torch.allclose(me["critic_loss"], mb["critic_loss"], rtol=1e-5)
+    for a, b in zip((eager.q, eager.v, eager.actor.net), (body.q, body.v, body.actor.net), strict=True):
+        assert torch.allclose(a.flat, b.flat, atol=1e-6)
+    lr = body.opt.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and lr.item() == pytest.approx(eager.opt.param_groups[0]["lr"], rel=1e-5)
+    assert lr.item() < IQLConfig().actor_lr  # the cosine schedule moved it
+    assert int(body._step_t.item()) == body.step == 8
+
+
+def test_cuda_graph_needs_cuda_and_excludes_compile(data):
+    target, source = data
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="needs a CUDA device"):
+            IQLTrainer(IQLConfig(**TINY, cuda_graph=True, device="cpu"), target, source)
+    with pytest.raises(ConfigError, match="alternatives"):
+        IQLConfig(**TINY, cuda_graph=True, compile=True).validate()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the graph is captured there)")
+def test_cuda_graph_replay_equals_eager_on_cuda(data):
+    target, source = data
+    eager, graph = (IQLTrainer(make_config("dvdf", **TINY, seed=7, device="cuda", cuda_graph=g), target, source)
+                    for g in (False, True))
+    for _ in range(IQLTrainer.GRAPH_WARMUP + 10):  # warm-up steps, the capture, then replays
+        me = eager.train_step()
+        mg = {k: v.clone() for k, v in graph.train_step().items()}
+    assert graph._graph is not None and graph.step == eager.step
+    assert torch.allclose(me["critic_loss"], mg["critic_loss"], rtol=1e-4)
+    for a, b in zip((eager.q, eager.v, eager.actor.net), (graph.q, graph.v, graph.actor.net), strict=True):
+        assert torch.allclose(a.flat, b.flat, atol=1e-5)

@@ -152,3 +152,18 @@ def test_cli_train_evaluate_runs(tmp_path, files, run_cli):
     assert code == 1 and "do not match" in err
     code, _, err = run_cli(["runs", "show", tmp_path])
     assert code == 1 and "not a training run" in err
+
+
+def test_tensorboard_logs_where_installed(tmp_path, hopper_like):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install -e '.[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    target, source = hopper_like
+    train(_spec(eval_every=20, eval_episodes=1, eval_max_steps=5), tmp_path / "r", target=target, source=source,
+          progress=False)
+    acc = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    acc.Reload()
+    tags = acc.Tags()["scalars"]
+    assert {"seed0/critic_loss", "seed1/critic_loss", "seed0/eval_score", "seed1/eval_score"} <= set(tags)
+    assert [e.step for e in acc.Scalars("seed0/critic_loss")] == [10, 20, 30, 40]
+    assert [e.step for e in acc.Scalars("seed1/eval_score")] == [20, 40]

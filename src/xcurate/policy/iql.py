@@ -85,6 +85,7 @@ class IQLConfig:
     n_seeds: int = 1  # independent seeds trained together (stacked networks)
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", ...
     compile: bool = False  # torch.compile the losses (forward + backward graphs): faster updates after a compile
+    cuda_graph: bool = False  # CUDA only: capture sample + update + target update as one CUDA graph, replayed
 
     def validate(self) -> IQLConfig:
         """Raise :class:`ConfigError` for invalid values."""
@@ -102,6 +103,7 @@ class IQLConfig:
              "proportion, xi and dvdf_xi must be in (0, 1]"),
             (self.tabb_temperature > 0, "tabb_temperature must be > 0"),
             (self.max_steps >= 1, "max_steps must be >= 1"),
+            (not (self.compile and self.cuda_graph), "compile and cuda_graph are alternatives: set one of them"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -456,6 +458,9 @@ class IQLTrainer:
         cfg.validate()
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        if cfg.cuda_graph and not str(self.device).startswith("cuda"):
+            raise ConfigError(f"IQLConfig.cuda_graph=True needs a CUDA device (device {cfg.device!r} resolved to "
+                              f"{self.device!r}); train with cuda_graph=false")
         if source is not None:
             source.check_dims(target.obs_dim, target.act_dim, what=f"target dataset ({target.source})")
         self.has_source = source is not None and cfg.batch_source > 0
@@ -504,11 +509,17 @@ class IQLTrainer:
         # one Adam over the three networks (a group each: the actor's learning rate follows the cosine)
         self.opt = _adam([{"params": list(self.actor.parameters()), "lr": cfg.actor_lr},
                           {"params": [self.q.flat], "lr": cfg.critic_lr},
-                          {"params": [self.v.flat], "lr": cfg.value_lr}])
+                          {"params": [self.v.flat], "lr": cfg.value_lr}], capturable=cfg.cuda_graph)
         self.cvae_opt = _adam(self.cvae.parameters(), cfg.cvae_lr) if self.cvae is not None else None
         self._ones_target = torch.ones(k, cfg.batch_target, device=self.device)
         # the loss graph, compiled on request (the optimiser step stays eager); built at the first update
         self._compiled = None
+        # CUDA graph mode (cuda_graph=True): built lazily by _graph_train_step
+        self._graph = None
+        self._graph_metrics: dict[str, Tensor] = {}
+        self._graph_warm = 0
+        self._step_t: Tensor | None = None  # the step counter and actor lr as device tensors (graph mode)
+        self._lr_t: Tensor | None = None
         # sampling generators live on the device: torch.randint never leaves it
         self.gens = [torch.Generator(device=self.device).manual_seed(s * 1_000_003 + 17) for s in self.seeds]
         self.step = 0
@@ -556,21 +567,29 @@ class IQLTrainer:
         and one Adam step over the three networks equal three separate updates in that order.
         """
         c = self.cfg
-        noise = None
-        if self.cvae is not None:
-            noise = torch.stack([torch.randn(c.batch_target, self.cvae.latent, generator=g, device=self.device)
-                                 for g in self.gens])
+        noise = self._cvae_noise()
         loss, metrics = self._compiled_losses(batch, noise) if c.compile else self.losses(batch, noise)
         if c.actor_cosine:
             frac = min(self.step, c.max_steps) / c.max_steps
             self.opt.param_groups[0]["lr"] = c.actor_lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+        self._optimise(loss)
+        self.step += 1
+        return metrics
+
+    def _optimise(self, loss: Tensor) -> None:
+        """Backward of the summed loss, one Adam step over the three networks, then the target critic."""
         self.opt.zero_grad(set_to_none=False)  # in place: the layer gradients are views of flat.grad
         loss.backward()
         self.opt.step()
-        with torch.no_grad():  # target critic
-            self.q_target.flat.lerp_(self.q.flat, c.tau)
-        self.step += 1
-        return metrics
+        with torch.no_grad():
+            self.q_target.flat.lerp_(self.q.flat, self.cfg.tau)
+
+    def _cvae_noise(self) -> Tensor | None:
+        """(K, batch_target, latent) reparameterisation noise of OTDF's CVAE term (None without the term)."""
+        if self.cvae is None:
+            return None
+        return torch.stack([torch.randn(self.cfg.batch_target, self.cvae.latent, generator=g, device=self.device)
+                            for g in self.gens])
 
     def _compiled_losses(self, batch: dict[str, Tensor], cvae_noise: Tensor | None
                          ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -686,10 +705,61 @@ class IQLTrainer:
         return weighted_mean(per, w), per, q
 
     def train_step(self) -> dict[str, Tensor]:
-        """Sample a batch and update; the CVAE (OTDF) is pre-trained first when enabled."""
+        """Sample a batch and update; the CVAE (OTDF) is pre-trained first when enabled.
+
+        With ``cuda_graph=True`` the returned tensors are the graph's static outputs: the next
+        step overwrites them, so copy what you keep.
+        """
         if self.cvae is not None and self.cvae_step < self.cfg.cvae_steps:
             self.pretrain_cvae()
+        if self.cfg.cuda_graph:
+            return self._graph_train_step()
         return self.update(self.sample())
+
+    # ---------------------------------------------------------------------------- CUDA graph mode
+    #: eager steps (on a side stream) before the capture: they allocate Adam's state and warm cuBLAS
+    GRAPH_WARMUP = 3
+
+    def _graph_body(self) -> dict[str, Tensor]:
+        """One whole step without host synchronisation: sample, losses, Adam, target Q, lr schedule.
+
+        The actor's learning rate and the step counter are device tensors, so the step can be
+        captured once and replayed (:meth:`_graph_train_step`); it also runs eagerly (tests, warm-up).
+        """
+        c = self.cfg
+        if self._step_t is None:
+            self._step_t = torch.tensor(float(self.step), device=self.device)
+            self._lr_t = torch.tensor(c.actor_lr, device=self.device)
+            self.opt.param_groups[0]["lr"] = self._lr_t
+        loss, metrics = self.losses(self.sample(), self._cvae_noise())
+        if c.actor_cosine:
+            frac = (self._step_t / c.max_steps).clamp(max=1.0)
+            self._lr_t.copy_(c.actor_lr * 0.5 * (1.0 + torch.cos(math.pi * frac)))
+        self._optimise(loss)
+        self._step_t += 1
+        return metrics
+
+    def _graph_train_step(self) -> dict[str, Tensor]:
+        """Warm up eagerly on a side stream, then capture :meth:`_graph_body` once and replay it."""
+        if self._graph is None and self._graph_warm < self.GRAPH_WARMUP:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                metrics = self._graph_body()
+            torch.cuda.current_stream().wait_stream(side)
+            self._graph_warm += 1
+        else:
+            if self._graph is None:
+                graph = torch.cuda.CUDAGraph()
+                for g in self.gens:  # the sampling and CVAE noise generators advance on every replay
+                    graph.register_generator_state(g)
+                with torch.cuda.graph(graph):
+                    self._graph_metrics = self._graph_body()
+                self._graph = graph
+            self._graph.replay()
+            metrics = self._graph_metrics
+        self.step += 1
+        return metrics
 
     def pretrain_cvae(self) -> dict[str, float]:
         """Train the target behaviour CVAE for the remaining ``cvae_steps`` (OTDF)."""
@@ -757,10 +827,12 @@ class IQLTrainer:
             g.set_state(s)
 
 
-def _adam(params, lr: float | None = None) -> torch.optim.Adam:
+def _adam(params, lr: float | None = None, capturable: bool = False) -> torch.optim.Adam:
     """Adam (parameters or param groups) with the fused kernel where the device supports it."""
     params = list(params)
-    kw = {} if lr is None else {"lr": lr}
+    kw: dict[str, Any] = {} if lr is None else {"lr": lr}
+    if capturable:
+        kw["capturable"] = True
     try:
         return torch.optim.Adam(params, fused=True, **kw)
     except (RuntimeError, ValueError):
