@@ -19,6 +19,12 @@ Smoke test (minutes on 2 CPU cores)::
         --recipes none,otdf --source-size 3000 --target-size 500 --steps 200 --eval-every 100 \\
         --eval-episodes 1 --seeds 2 --scorer-set ot.chunk_rows=3000
 
+Two processes on a 2-core machine, then one table::
+
+    python benchmarks/run_experiment.py --out /tmp/x/p1 --tasks hopper-friction-0.5,... &
+    python benchmarks/run_experiment.py --out /tmp/x/p2 --tasks walker2d-...,ant-gravity-0.5 &
+    wait; python benchmarks/run_experiment.py --out /tmp/x/all --merge /tmp/x/p1 /tmp/x/p2
+
 Full experiment (hours; GPU recommended)::
 
     python benchmarks/run_experiment.py --out runs/suite --steps 1000000 --seeds 3
@@ -100,8 +106,44 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
         results.append({"task": task, "arm": name, "variant": variant, **summary})
 
 
+BASELINES = ("target-only", "none")
+
+
+def claim_lines(results: list[dict]) -> list[str]:
+    """Markdown: does each curated arm beat both baselines (target-only, unfiltered) on each task?
+
+    An arm "beats" a baseline when its last mean score is higher; "clearly" when the gap is also
+    larger than the two standard deviations (over seeds) added together.
+    """
+    by_task: dict[str, dict[str, dict]] = {}
+    for r in results:
+        by_task.setdefault(r["task"], {})[r["arm"]] = r
+    arms = sorted({r["arm"] for r in results if r["arm"] not in BASELINES})
+    lines = ["| task | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+    wins = dict.fromkeys(arms, 0)
+    clear = dict.fromkeys(arms, 0)
+    for task, rows in by_task.items():
+        base = [rows[b] for b in BASELINES if b in rows]
+        cells = []
+        for arm in arms:
+            r = rows.get(arm)
+            if r is None or not base or "last_mean" not in r:
+                cells.append("-")
+                continue
+            gaps = [r["last_mean"] - b["last_mean"] for b in base]
+            is_win = all(g > 0 for g in gaps)
+            is_clear = is_win and all(g > r["last_std"] + b["last_std"] for g, b in zip(gaps, base, strict=True))
+            wins[arm] += is_win
+            clear[arm] += is_clear
+            cells.append(("**clearly**" if is_clear else "yes" if is_win else "no") + f" ({min(gaps):+.1f})")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    n = len(by_task)
+    lines.append("| **tasks won (clearly)** | " + " | ".join(f"{wins[a]}/{n} ({clear[a]})" for a in arms) + " |")
+    return lines
+
+
 def write_results(out: Path, results: list[dict]) -> None:
-    """results.json and a Markdown table."""
+    """results.json and a Markdown table (scores, then the claim check)."""
     (out / "results.json").write_text(json.dumps(results, indent=2))
     lines = ["| task | arm | variant | metric | last (mean ± std) | best (mean ± std) | seeds |",
              "|---|---|---|---|---|---|---|"]
@@ -110,6 +152,9 @@ def write_results(out: Path, results: list[dict]) -> None:
                      f"{r.get('last_mean', float('nan')):.1f} ± {r.get('last_std', float('nan')):.1f} | "
                      f"{r.get('best_mean', float('nan')):.1f} ± {r.get('best_std', float('nan')):.1f} | "
                      f"{len(r.get('seeds', []))} |")
+    lines += ["", "Curated arm beats both target-only and unfiltered IQL (last score; in brackets the smaller "
+              "of the two gaps; **clearly**: the gap exceeds the two seed standard deviations added):", ""]
+    lines += claim_lines(results)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -132,9 +177,14 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="IQLConfig override key=value (repeatable).")
     p.add_argument("--scorer-set", action="append", default=[], help="SCORER.SETTING=VALUE (repeatable).")
     p.add_argument("--progress", action="store_true", help="Show training progress bars.")
+    p.add_argument("--merge", nargs="+", metavar="DIR",
+                   help="Only merge the results.json of these experiment folders into --out (no training).")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        write_results(out, [r for d in args.merge for r in json.loads((Path(d) / "results.json").read_text())])
+        return
     results: list[dict] = []
     for task in [t for t in args.tasks.split(",") if t]:
         run_task(task, args, results)

@@ -167,3 +167,24 @@ def test_tensorboard_logs_where_installed(tmp_path, hopper_like):
     assert {"seed0/critic_loss", "seed1/critic_loss", "seed0/eval_score", "seed1/eval_score"} <= set(tags)
     assert [e.step for e in acc.Scalars("seed0/critic_loss")] == [10, 20, 30, 40]
     assert [e.step for e in acc.Scalars("seed1/eval_score")] == [20, 40]
+
+
+def test_optional_source_domain_evaluation(tmp_path, hopper_like, run_cli):
+    target, source = hopper_like
+    spec = _spec(eval_every=20, eval_episodes=1, eval_max_steps=30, eval_source_domain="hopper-gravity-2.0")
+    s = train(spec, tmp_path / "r", target=target, source=source, progress=False)
+    src = s["source"]
+    assert src["domain"] == "hopper-gravity-2.0" and src["evaluations"] == 2 and src["seeds"] == [0, 1]
+    tgt_rows = (tmp_path / "r" / "eval.csv").read_text().splitlines()
+    src_rows = (tmp_path / "r" / "eval_source.csv").read_text().splitlines()
+    assert len(tgt_rows) == len(src_rows) == 1 + 2 * 2  # header + 2 evaluations x 2 seeds
+    assert src["last_per_seed"] != s["last_per_seed"]  # other dynamics, other returns
+    assert summarize(tmp_path / "r")["last_per_seed"] == s["last_per_seed"]  # the target summary is unchanged
+    again = evaluate_run(tmp_path / "r", episodes=1, max_steps=30, domain="hopper-gravity-2.0")
+    assert np.allclose(again.scores, src["last_per_seed"])
+    code, out, err = run_cli(["evaluate", tmp_path / "r", "--episodes", "1", "--max-steps", "30",
+                              "--domain", "hopper-gravity-2.0"])
+    assert code == 0 and "domain: hopper-gravity-2.0" in out, err
+    with pytest.raises(DataError, match="walker2d"):
+        train(_spec(eval_source_domain="walker2d"), tmp_path / "bad", target=target, source=source, progress=False)
+    assert not (tmp_path / "bad").exists()

@@ -37,6 +37,8 @@ def train_cmd(
     eval_every: int = typer.Option(10_000, "--eval-every", help="Evaluate every N updates (0: at the end)."),
     eval_episodes: int = typer.Option(10, "--eval-episodes", help="Deterministic episodes per evaluation."),
     eval_max_steps: int | None = typer.Option(None, "--eval-max-steps", help="Cap episode length (quick tests)."),
+    eval_source_domain: str | None = typer.Option(None, "--eval-source-domain",
+                                                  help="Also evaluate in this domain (e.g. the source domain)."),
     variant: str = typer.Option("iql", "--variant",
                                 help="iql | iql-actor | otdf | igdf | dvdf | tabb | droco | dara"),
     sets: list[str] | None = typer.Option(None, "--set", help="IQLConfig override key=value (repeatable)."),
@@ -51,7 +53,7 @@ def train_cmd(
         raise ConfigError("--steps and --seeds must be >= 1 and --eval-episodes >= 0")
     spec = RunSpec(target=target, source=source, domain=domain, steps=steps, variant=variant,
                    overrides=_parse_sets(sets), seed=seed, n_seeds=seeds, eval_every=eval_every,
-                   eval_episodes=eval_episodes, eval_max_steps=eval_max_steps,
+                   eval_episodes=eval_episodes, eval_max_steps=eval_max_steps, eval_source_domain=eval_source_domain,
                    log_every=max(1, min(log_every, steps)), checkpoint_every=max(1, checkpoint_every))
     summary = train(spec, out, progress=progress)
     _print_summary(str(out), summary)
@@ -61,20 +63,26 @@ def _print_summary(run: str, s: dict) -> None:
     t = Table(title=f"run {run}")
     for c in ("metric", "last (mean ± std)", "best (mean ± std)", "seeds", "steps"):
         t.add_column(c)
-    t.add_row(s.get("metric", "-"), _fmt(s.get("last_mean"), s.get("last_std")),
-              _fmt(s.get("best_mean"), s.get("best_std")), str(len(s.get("seeds", []))),
-              str(s.get("steps_done", s.get("last_step", "-"))))
+    t.add_column("domain")
+    rows = [(s, "target")] + ([(s["source"], f"{s['source'].get('domain')} (source)")] if "source" in s else [])
+    for r, where in rows:
+        t.add_row(r.get("metric", "-"), _fmt(r.get("last_mean"), r.get("last_std")),
+                  _fmt(r.get("best_mean"), r.get("best_std")), str(len(r.get("seeds", []))),
+                  str(s.get("steps_done", r.get("last_step", "-"))), where)
     make_console().print(t)
 
 
 def evaluate_cmd(run: Path = typer.Argument(..., help="Run directory."),
                  episodes: int = typer.Option(10, "--episodes", help="Episodes per seed."),
-                 max_steps: int | None = typer.Option(None, "--max-steps", help="Cap episode length.")) -> None:
-    """Evaluate the last checkpoint of RUN in its target domain (deterministic actions)."""
-    from xcurate.policy.runs import evaluate_run
+                 max_steps: int | None = typer.Option(None, "--max-steps", help="Cap episode length."),
+                 domain: str | None = typer.Option(None, "--domain",
+                                                   help="Evaluate here instead of the run's target domain.")) -> None:
+    """Evaluate the last checkpoint of RUN in its target domain (or --domain), deterministic actions."""
+    from xcurate.policy.runs import evaluate_run, read_config
 
-    sc = evaluate_run(run, episodes=episodes, max_steps=max_steps)
-    t = Table(title=f"evaluation of {run} ({episodes} episode(s) per seed)")
+    sc = evaluate_run(run, episodes=episodes, max_steps=max_steps, domain=domain)
+    t = Table(title=f"evaluation of {run} ({episodes} episode(s) per seed)",
+              caption=f"domain: {domain or read_config(run)['spec']['domain']}")
     t.add_column("seed")
     t.add_column("mean return")
     t.add_column("score" if sc.normalized else "score (raw return: no reference returns)")

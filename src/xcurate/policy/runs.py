@@ -6,6 +6,7 @@ A run directory holds::
     manifest.json      make_manifest("policy_run", ...): inputs with sha256, seeds, timings, device
     progress.csv       step, seed, losses and statistics every ``log_every`` updates
     eval.csv           step, seed, mean return, score (normalised where the domain has references)
+    eval_source.csv    the same in ``eval_source_domain`` (optional, e.g. the unshifted source domain)
     checkpoints/last.pt  full trainer state (torch.save of state dicts; torch.load(weights_only=True))
     summary.json       last and best score, mean +/- std over seeds
 
@@ -48,6 +49,7 @@ class RunSpec:
     eval_every: int = 10_000  # evaluate every N updates (0: only at the end)
     eval_episodes: int = 10  # deterministic episodes per evaluation and seed
     eval_max_steps: int | None = None  # optional cap on evaluation episode length (tests)
+    eval_source_domain: str | None = None  # also evaluate in this domain (eval_source.csv, summary["source"])
     log_every: int = 1_000  # write progress.csv every N updates
     checkpoint_every: int = 10_000  # save checkpoints/last.pt every N updates
 
@@ -81,6 +83,8 @@ def build_trainer(spec: RunSpec, target: TransitionDataset | str,
     tgt = _load(target, "target")
     tgt.validate()
     check_layout(spec.domain, tgt, "target dataset")
+    if spec.eval_source_domain is not None:
+        check_layout(spec.eval_source_domain, tgt, "target dataset (for --eval-source-domain)")
     src = None
     if source is not None:
         src = _load(source, "source")
@@ -174,6 +178,7 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     start = trainer.step
     plog = _CSVLog(out / "progress.csv", max_step=start)
     elog = _CSVLog(out / "eval.csv", max_step=start)
+    slog = _CSVLog(out / "eval_source.csv", max_step=start) if spec.eval_source_domain else None
     t_setup = time.time() - t0
     t_eval = 0.0
     t_train0 = time.time()
@@ -182,14 +187,18 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     def do_eval() -> None:
         nonlocal t_eval
         te = time.time()
-        sc = score_returns(spec.domain, run_episodes(trainer.act, spec.domain, cfg.n_seeds, spec.eval_episodes,
-                                                     max_steps=spec.eval_max_steps))
-        elog.write([{"step": trainer.step, "seed": s, "return_mean": float(sc.returns[i].mean()),
-                     "score": float(sc.scores[i]), "normalized": int(sc.normalized)}
-                    for i, s in enumerate(trainer.seeds)])
-        if tb is not None:
-            for i, s in enumerate(trainer.seeds):
-                tb.add_scalar(f"seed{s}/eval_score", float(sc.scores[i]), trainer.step)
+        for domain, log, tag in ((spec.domain, elog, "eval_score"),
+                                 (spec.eval_source_domain, slog, "eval_source_score")):
+            if domain is None:
+                continue
+            sc = score_returns(domain, run_episodes(trainer.act, domain, cfg.n_seeds, spec.eval_episodes,
+                                                    max_steps=spec.eval_max_steps))
+            log.write([{"step": trainer.step, "seed": s, "return_mean": float(sc.returns[i].mean()),
+                        "score": float(sc.scores[i]), "normalized": int(sc.normalized)}
+                       for i, s in enumerate(trainer.seeds)])
+            if tb is not None:
+                for i, s in enumerate(trainer.seeds):
+                    tb.add_scalar(f"seed{s}/{tag}", float(sc.scores[i]), trainer.step)
         t_eval += time.time() - te
 
     def save() -> None:
@@ -238,6 +247,8 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
         tb.close()
     t_train = time.time() - t_train0 - t_eval
     summary = summarize(out) if (out / "eval.csv").exists() else {}
+    if (out / "eval_source.csv").exists():
+        summary["source"] = {"domain": spec.eval_source_domain, **summarize(out, "eval_source.csv")}
     summary.update({"steps_done": trainer.step, "complete": done})
     timings = {"setup_s": t_setup, "train_s": t_train, "eval_s": t_eval,
                "updates_per_s": (trainer.step - start) / max(t_train, 1e-9)}
@@ -271,9 +282,9 @@ def _has_eval_at(path: Path, step: int) -> bool:
         return any(int(r["step"]) == step for r in csv.DictReader(fh))
 
 
-def read_evals(run: str | os.PathLike) -> dict[int, dict[int, float]]:
-    """eval.csv as {step: {seed: score}}."""
-    p = Path(run) / "eval.csv"
+def read_evals(run: str | os.PathLike, file: str = "eval.csv") -> dict[int, dict[int, float]]:
+    """eval.csv (or ``file``, e.g. eval_source.csv) as {step: {seed: score}}."""
+    p = Path(run) / file
     out: dict[int, dict[int, float]] = {}
     if p.exists():
         with open(p, newline="") as fh:
@@ -282,12 +293,12 @@ def read_evals(run: str | os.PathLike) -> dict[int, dict[int, float]]:
     return out
 
 
-def summarize(run: str | os.PathLike) -> dict[str, Any]:
-    """Last and best score (mean +/- std over seeds) from eval.csv.
+def summarize(run: str | os.PathLike, file: str = "eval.csv") -> dict[str, Any]:
+    """Last and best score (mean +/- std over seeds) from eval.csv (or ``file``).
 
     ``best`` takes each seed's best evaluation, then the mean/std over seeds.
     """
-    ev = read_evals(run)
+    ev = read_evals(run, file)
     if not ev:
         return {"evaluations": 0}
     steps = sorted(ev)
@@ -295,7 +306,7 @@ def summarize(run: str | os.PathLike) -> dict[str, Any]:
     last = np.array([ev[steps[-1]][s] for s in seeds])
     best = np.array([max(ev[t][s] for t in steps if s in ev[t]) for s in seeds])
     normalized = True
-    with open(Path(run) / "eval.csv", newline="") as fh:
+    with open(Path(run) / file, newline="") as fh:
         normalized = all(r.get("normalized", "1") == "1" for r in csv.DictReader(fh))
     return {"evaluations": len(steps), "last_step": steps[-1], "seeds": seeds,
             "metric": "normalized score" if normalized else "raw return (domain has no reference returns)",
@@ -305,8 +316,9 @@ def summarize(run: str | os.PathLike) -> dict[str, Any]:
             "last_per_seed": last.tolist(), "best_per_seed": best.tolist()}
 
 
-def evaluate_run(run: str | os.PathLike, episodes: int = 10, max_steps: int | None = None) -> EvalScores:
-    """Evaluate the last checkpoint of a run on its domain (on demand, not logged)."""
+def evaluate_run(run: str | os.PathLike, episodes: int = 10, max_steps: int | None = None,
+                 domain: str | None = None) -> EvalScores:
+    """Evaluate the last checkpoint of a run on its domain, or on ``domain`` (on demand, not logged)."""
     from xcurate.policy.iql import GaussianActor
 
     conf = read_config(run)
@@ -319,7 +331,7 @@ def evaluate_run(run: str | os.PathLike, episodes: int = 10, max_steps: int | No
     obs_dim, act_dim = mean.shape[0], sd["actor"]["log_std"].shape[-1]
     actor = GaussianActor(cfg.n_seeds, obs_dim, act_dim, cfg.hidden_dim, cfg.n_hidden)
     actor.load_state_dict(sd["actor"])
-    domain = conf["spec"]["domain"]
+    domain = domain or conf["spec"]["domain"]
     from xcurate.datasets.domains import get_domain
 
     dom = get_domain(domain)
