@@ -188,3 +188,23 @@ def test_optional_source_domain_evaluation(tmp_path, hopper_like, run_cli):
     with pytest.raises(DataError, match="walker2d"):
         train(_spec(eval_source_domain="walker2d"), tmp_path / "bad", target=target, source=source, progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_resume_a_run_written_before_new_optional_fields(tmp_path, hopper_like):
+    """A config.json without fields added later (their defaults) still resumes; other changes are refused."""
+    target, source = hopper_like
+    train(_spec(), tmp_path / "r", target=target, source=source, progress=False, stop_after=20)
+    path = tmp_path / "r" / "config.json"
+    conf = json.loads(path.read_text())
+    del conf["spec"]["eval_source_domain"], conf["iql"]["cuda_graph"]
+    path.write_text(json.dumps(conf))
+    s = train(_spec(), tmp_path / "r", target=target, source=source, progress=False)
+    assert s["complete"] and s["steps_done"] == 40
+    conf["iql"]["expectile"] = 0.9
+    path.write_text(json.dumps(conf))
+    with pytest.raises(StoreError, match="different configuration"):
+        train(_spec(), tmp_path / "r", target=target, source=source, progress=False)
+    conf["iql"]["from_the_future"] = 1
+    path.write_text(json.dumps(conf))
+    with pytest.raises(StoreError, match="does not match"):
+        train(_spec(), tmp_path / "r", target=target, source=source, progress=False)

@@ -131,6 +131,16 @@ def _run_config(spec: RunSpec, cfg: IQLConfig) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, "spec": asdict(spec), "iql": cfg.to_dict()}
 
 
+def _with_defaults(conf: dict[str, Any], run: Path) -> dict[str, Any]:
+    """A stored config with the defaults of fields added since it was written (so such runs still resume)."""
+    try:
+        spec = asdict(RunSpec(**conf["spec"]))
+        iql = IQLConfig.from_dict(conf["iql"]).to_dict()
+    except (TypeError, ConfigError) as e:
+        raise StoreError(f"{run}: config.json does not match this xcurate's run settings ({e})") from None
+    return {**conf, "spec": json.loads(json.dumps(spec)), "iql": iql}
+
+
 def read_config(run: str | os.PathLike) -> dict[str, Any]:
     """The run's config.json, checked for a compatible format version."""
     p = Path(run) / "config.json"
@@ -167,7 +177,7 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     conf = _run_config(spec, cfg)
     ckpt = out / "checkpoints" / "last.pt"
     if (out / "config.json").exists():
-        old = read_config(out)
+        old = _with_defaults(read_config(out), out)
         if old["iql"] != conf["iql"] or old["spec"] != json.loads(json.dumps(conf["spec"])):
             raise StoreError(f"{out}: holds a run with a different configuration (spec or IQL settings); "
                              "use a new --out or the same options")
