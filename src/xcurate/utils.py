@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from xcurate.errors import DataError
+from xcurate.errors import DataError, StoreError
 
 # --------------------------------------------------------------------------------------------
 # Atomic writes
@@ -59,6 +59,40 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         elif tmp_path.exists():
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the ``with`` block.
+
+    Non-blocking: raises :class:`StoreError` naming ``what`` (and the holder's pid) when another
+    process holds the lock. The operating system releases the lock when its holder exits or is
+    killed, so an interrupted run never leaves a stale lock behind. Where ``fcntl`` is unavailable
+    (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            raise StoreError(f"{what} is being written by another process"
+                             f"{f' (pid {holder})' if holder else ''}; wait for it to finish") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -290,3 +292,25 @@ def test_scores_cache_matches_join_and_goes_stale(tmp_path, data):
     (st.dir / "old.parquet").replace(st.dir / "scores.parquet")
     assert not st._cache_valid(st.current_runs())
     assert "proj_score" in st.query("SELECT * FROM scores LIMIT 1").column_names
+
+
+def test_a_run_held_by_another_process_is_refused_and_a_killed_holder_leaves_no_lock(tmp_path, data):
+    """Two writers of one score run would race on its chunks: the second is refused with the holder's pid."""
+    target, source = data
+    st = Store.create(tmp_path / "s", source, target)
+    rid = st.run_id(make_scorer("knn", k=3))
+    lock = st.dir / "runs" / rid / ".lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from xcurate.utils import exclusive_lock\n"
+         f"with exclusive_lock({str(lock)!r}, 'x'):\n    print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match=rf"score run {rid} .*another process \(pid {holder.pid}\)"):
+            st.run(make_scorer("knn", k=3), progress=False)
+        assert not (st.dir / "runs" / rid / "manifest.json").exists()  # nothing was written
+    finally:
+        holder.kill()
+        holder.wait()
+    assert st.run(make_scorer("knn", k=3), progress=False) == rid  # the OS dropped the dead holder's lock
+    assert json.loads((st.dir / "runs" / rid / "manifest.json").read_text())["status"] == "complete"

@@ -44,7 +44,14 @@ import pyarrow.parquet as pq
 from xcurate.datasets.transitions import TransitionDataset
 from xcurate.errors import ConfigError, DataError, StoreError
 from xcurate.scoring.base import ColumnSpec, Scorer, make_scorer
-from xcurate.utils import atomic_path, make_manifest, resolve_device, sha256_file, write_json_atomic
+from xcurate.utils import (
+    atomic_path,
+    exclusive_lock,
+    make_manifest,
+    resolve_device,
+    sha256_file,
+    write_json_atomic,
+)
 
 FORMAT_VERSION = 1
 #: columns of transitions.parquet that score columns may not shadow.
@@ -357,10 +364,24 @@ class Store:
                 domain = scorer.domain  # type: ignore[attr-defined]
         rid = self.run_id(scorer, domain)
         rdir = self.dir / "runs" / rid
-        mpath = rdir / "manifest.json"
-        if (rdir / "scores.parquet").exists() and mpath.exists():
-            if json.loads(mpath.read_text()).get("status") == "complete":
+        if self._complete(rdir):
+            return rid
+        # one writer per run: a second process scoring the same run at once would race on its chunks
+        with exclusive_lock(rdir / ".lock", f"score run {rid} of store {self.dir}"):
+            if self._complete(rdir):  # finished by the process that held the lock
                 return rid
+            return self._score(scorer, rid, rdir, domain, source, target, progress, t_start)
+
+    @staticmethod
+    def _complete(rdir: Path) -> bool:
+        mpath = rdir / "manifest.json"
+        return ((rdir / "scores.parquet").exists() and mpath.exists()
+                and json.loads(mpath.read_text()).get("status") == "complete")
+
+    def _score(self, scorer: Scorer, rid: str, rdir: Path, domain: str | None, source: TransitionDataset | None,
+               target: TransitionDataset | None, progress: bool, t_start: float) -> str:
+        """The body of :meth:`run` for a run that is not complete (called with the run's lock held)."""
+        mpath = rdir / "manifest.json"
         src = self._checked(source, "source") if source is not None else self.load_source()
         tgt = self._checked(target, "target") if target is not None else self.load_target()
         clash = set(scorer.columns) & set(BASE_COLUMNS)
