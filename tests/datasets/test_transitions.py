@@ -46,3 +46,15 @@ def test_concat_renumbers_and_select_keeps_ids():
     assert c.fingerprint() != a.fingerprint()
     with pytest.raises(DataError, match="do not match"):
         TransitionDataset.concat([a, _ds(3, obs=4)])
+
+
+def test_concat_keeps_each_parts_quality_label_per_row():
+    a, b, u = _ds(5), _ds(6, seed=1), _ds(2, seed=2)
+    a.metadata, b.metadata = {"quality": "random"}, {"quality": "medium"}
+    c = TransitionDataset.concat([a, b, u], metadata={"quality": "random+medium"})
+    assert c.metadata["quality_ranges"] == [[0, 5, "random"], [5, 11, "medium"]]
+    assert c.quality_labels().tolist() == ["random"] * 5 + ["medium"] * 6 + [None] * 2
+    sub = c.select(np.array([12, 7, 1]))  # ids, not positions, carry the labels
+    assert sub.quality_labels().tolist() == [None, "medium", "random"]
+    same = TransitionDataset.concat([a, a])  # one label: nothing to record, the dataset label applies
+    assert "quality_ranges" not in same.metadata and same.quality_labels().tolist() == ["random"] * 10

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from xcurate.datasets.io import save_dataset
 from xcurate.datasets.synthetic import planted_shift
 from xcurate.datasets.transitions import TransitionDataset
 from xcurate.errors import ConfigError, StoreError
@@ -314,3 +315,17 @@ def test_a_run_held_by_another_process_is_refused_and_a_killed_holder_leaves_no_
         holder.wait()
     assert st.run(make_scorer("knn", k=3), progress=False) == rid  # the OS dropped the dead holder's lock
     assert json.loads((st.dir / "runs" / rid / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_quality_column_is_per_row_for_a_concatenated_source(tmp_path, data):
+    """A random + medium source keeps both labels in the store (and through the saved source file)."""
+    target, source = data
+    rand, med = source.select(slice(0, 200)), source.select(slice(200, None))
+    rand.metadata, med.metadata = {"quality": "random"}, {"quality": "medium"}
+    mixed = TransitionDataset.concat([rand, med], metadata={"quality": "random+medium"})
+    path = tmp_path / "mixed.hdf5"
+    save_dataset(mixed, path)
+    st = Store.create(tmp_path / "s", path, target)
+    got = st.query("SELECT quality, count(*) AS n, min(transition_id) AS lo FROM transitions "
+                   "GROUP BY quality ORDER BY lo").to_pylist()
+    assert got == [{"quality": "random", "n": 200, "lo": 0}, {"quality": "medium", "n": 300, "lo": 200}]

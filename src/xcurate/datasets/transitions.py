@@ -206,6 +206,10 @@ class TransitionDataset:
                metadata: dict[str, Any] | None = None) -> TransitionDataset:
         """Concatenate datasets (e.g. medium + expert = medium-expert).
 
+        With ``renumber`` the parts' ``metadata["quality"]`` labels are kept per row: the result's
+        metadata gets ``quality_ranges`` = ``[[first_id, end_id, label], ...]`` (transition-id ranges,
+        so they stay right after :meth:`select`), which :meth:`quality_labels` reads.
+
         Args:
             parts: datasets with equal dims.
             renumber: if True, episode ids and transition ids are made unique by offsetting.
@@ -225,6 +229,16 @@ class TransitionDataset:
             tid_off += len(p)
         both_state = all(p.has_state for p in parts)
         keys = set.intersection(*(set(p.extras) for p in parts))
+        meta = dict(metadata if metadata is not None else parts[0].metadata)
+        if renumber and "quality_ranges" not in meta:
+            ranges, off = [], 0
+            for p in parts:
+                q = p.metadata.get("quality")
+                if q is not None and len(p):
+                    ranges.append([off, off + len(p), str(q)])
+                off += len(p)
+            if len({r[2] for r in ranges}) > 1:
+                meta["quality_ranges"] = ranges
         return TransitionDataset(
             observations=np.concatenate([p.observations for p in parts]),
             actions=np.concatenate([p.actions for p in parts]),
@@ -237,10 +251,24 @@ class TransitionDataset:
             qpos=np.concatenate([p.qpos for p in parts]) if both_state else None,
             qvel=np.concatenate([p.qvel for p in parts]) if both_state else None,
             extras={k: np.concatenate([p.extras[k] for p in parts]) for k in sorted(keys)},
-            metadata=dict(metadata if metadata is not None else parts[0].metadata),
-            source="+".join(p.source for p in parts))
+            metadata=meta, source="+".join(p.source for p in parts))
 
     # ------------------------------------------------------------------ summaries
+    def quality_labels(self) -> np.ndarray:
+        """(N,) object array: each row's quality label, or None where unknown.
+
+        Rows get the label of their transition-id range in ``metadata["quality_ranges"]`` (written
+        by :meth:`concat` of differently labelled parts), else the dataset's ``metadata["quality"]``.
+        """
+        out = np.full(len(self), self.metadata.get("quality"), dtype=object)
+        ranges = self.metadata.get("quality_ranges")
+        if ranges:
+            ids = self.transition_ids
+            out[:] = None
+            for lo, hi, label in ranges:
+                out[(ids >= int(lo)) & (ids < int(hi))] = str(label)
+        return out
+
     def episode_returns(self) -> np.ndarray:
         """(N,) the undiscounted return of the episode each transition belongs to."""
         uniq, inv = np.unique(self.episode_ids, return_inverse=True)

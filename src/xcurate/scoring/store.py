@@ -13,7 +13,8 @@ Layout (``format_version`` 1)::
       scores.parquet              # cache of the ``scores`` view (rewritten after each run)
 
 ``transitions.parquet`` columns: ``transition_id``, ``episode_id``, ``step``, ``reward``,
-``terminal``, ``timeout``, ``episode_return``, ``quality`` (``metadata["quality"]`` or NULL),
+``terminal``, ``timeout``, ``episode_return``, ``quality`` (per row: ``TransitionDataset.quality_labels()``,
+i.e. the parts' labels of a concatenation, else ``metadata["quality"]``, else NULL),
 ``obs``, ``act``, ``next_obs`` (fixed-size list columns, original dtype), ``qpos``/``qvel``
 (fixed-size lists, only when the dataset has them) and one column per ``extras`` entry (same
 name; 2-D extras as fixed-size lists). The dataset's metadata and source are kept as JSON in the
@@ -90,7 +91,6 @@ def _column_numpy(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 def dataset_to_table(ds: TransitionDataset) -> pa.Table:
     """The store's Arrow layout of a dataset (see the module docstring)."""
-    quality = ds.metadata.get("quality")
     cols: dict[str, pa.Array] = {
         "transition_id": pa.array(ds.transition_ids.astype(np.int64)),
         "episode_id": pa.array(ds.episode_ids.astype(np.int64)),
@@ -99,7 +99,7 @@ def dataset_to_table(ds: TransitionDataset) -> pa.Table:
         "terminal": pa.array(ds.terminals.astype(bool)),
         "timeout": pa.array(ds.timeouts.astype(bool)),
         "episode_return": pa.array(ds.episode_returns()),
-        "quality": pa.array([None if quality is None else str(quality)] * len(ds), type=pa.string()),
+        "quality": pa.array([None if q is None else str(q) for q in ds.quality_labels()], type=pa.string()),
     }
     for col, attr in _VECTOR_FIELDS.items():
         arr = getattr(ds, attr)
