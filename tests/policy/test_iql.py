@@ -255,3 +255,47 @@ def test_cuda_graph_replay_equals_eager_on_cuda(data):
     assert torch.allclose(me["critic_loss"], mg["critic_loss"], rtol=1e-4)
     for a, b in zip((eager.q, eager.v, eager.actor.net), (graph.q, graph.v, graph.actor.net), strict=True):
         assert torch.allclose(a.flat, b.flat, atol=1e-5)
+
+
+def test_cuda_graph_control_flow_with_a_fake_graph(data, monkeypatch):
+    """The warm-up / capture / replay bookkeeping of cuda_graph=True, run on CPU with stand-ins for torch.cuda.
+
+    The fake capture executes the step once (a real capture records it and the first replay runs it),
+    the fake replay does nothing; so after warm-up + capture the trainer equals an eager trainer
+    after as many steps, and later calls only replay.
+    """
+    import contextlib
+
+    class FakeGraph:
+        def __init__(self):
+            self.generators, self.replays = [], 0
+
+        def register_generator_state(self, g):
+            self.generators.append(g)
+
+        def replay(self):
+            self.replays += 1
+
+    class FakeStream:
+        def wait_stream(self, other):
+            pass
+
+    graphs: list[FakeGraph] = []
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: graphs.append(FakeGraph()) or graphs[-1])
+    monkeypatch.setattr(torch.cuda, "graph", lambda g, **kw: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    target, source = data
+    eager, tr = (IQLTrainer(make_config("igdf", **TINY, seed=8, n_seeds=2), target, source) for _ in range(2))
+    tr.cfg.cuda_graph = True  # past the constructor's CUDA check
+    warm = IQLTrainer.GRAPH_WARMUP
+    outs = [tr.train_step() for _ in range(warm + 1)]
+    for _ in range(warm + 1):
+        eager.train_step()
+    assert len(graphs) == 1 and graphs[0].replays == 1 and graphs[0].generators == tr.gens
+    assert torch.allclose(tr.q.flat, eager.q.flat, atol=1e-6) and int(tr._step_t.item()) == warm + 1
+    for _ in range(3):
+        m = tr.train_step()
+    assert len(graphs) == 1 and graphs[0].replays == 4 and tr.step == warm + 4
+    assert m is tr._graph_metrics and outs[-1] is m  # the graph's static outputs
