@@ -299,3 +299,23 @@ def test_cuda_graph_control_flow_with_a_fake_graph(data, monkeypatch):
         m = tr.train_step()
     assert len(graphs) == 1 and graphs[0].replays == 4 and tr.step == warm + 4
     assert m is tr._graph_metrics and outs[-1] is m  # the graph's static outputs
+
+
+def test_vecmlp_layers_stay_views_of_flat_after_a_conversion():
+    """.double() (like .to('cuda')) replaces flat's storage: the layers and their grads must follow it."""
+    from xcurate.policy.iql import VecMLP
+
+    net = VecMLP(2, 3, 1, 8, 2)
+    net.reset([torch.Generator().manual_seed(i) for i in range(2)])
+    net.double()
+    storage = net.flat.untyped_storage().data_ptr()
+    assert all(v.dtype == torch.float64 and v.untyped_storage().data_ptr() == storage for v in net.tensors())
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    net(x).sum().backward()
+    assert net.flat.grad.dtype == torch.float64 and net.flat.grad.abs().sum() > 0
+    w0, b0 = net.tensors()[:2]
+    assert torch.equal(net.flat.grad[: w0.numel()].view_as(w0), w0.grad)  # grads land in flat.grad
+    h = torch.relu(torch.baddbmm(b0, x, w0))
+    ts = net.tensors()
+    ref = torch.baddbmm(ts[5], torch.relu(torch.baddbmm(ts[3], h, ts[2])), ts[4])
+    assert torch.allclose(net(x), ref)
