@@ -85,7 +85,10 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
         t0 = time.time()
         store.run(make_scorer(scorer, seed=0, **settings.get(scorer, {})), progress=False, domain=task)
         log(f"{task}: scorer {scorer} done ({time.time() - t0:.0f} s)")
+    from xcurate.datasets.domains import get_domain
+
     common = {"domain": task, "steps": args.steps, "n_seeds": args.seeds, "eval_every": args.eval_every,
+              "eval_source_domain": get_domain(task).source.name if args.eval_source else None,
               "eval_episodes": args.eval_episodes, "log_every": max(1, min(1000, args.steps)),
               "checkpoint_every": max(1, min(10_000, args.steps)),
               "overrides": dict(kv.split("=", 1) for kv in args.set)}
@@ -177,6 +180,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], help="IQLConfig override key=value (repeatable).")
     p.add_argument("--scorer-set", action="append", default=[], help="SCORER.SETTING=VALUE (repeatable).")
     p.add_argument("--progress", action="store_true", help="Show training progress bars.")
+    p.add_argument("--eval-source", action="store_true",
+                   help="Also evaluate every policy in the unshifted source domain (eval_source.csv).")
     p.add_argument("--merge", nargs="+", metavar="DIR",
                    help="Only merge the results.json of these experiment folders into --out (no training).")
     args = p.parse_args()
