@@ -93,7 +93,7 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
               "checkpoint_every": max(1, min(10_000, args.steps)),
               "overrides": dict(kv.split("=", 1) for kv in args.set)}
     arms: list[tuple[str, str | None, str]] = [("target-only", None, "iql")]
-    for recipe in ["none", *recipes]:
+    for recipe in dict.fromkeys(["none", *recipes]):  # the unfiltered baseline once, then each recipe
         path = out / "curated" / task / f"{recipe}.parquet"
         if not path.exists():
             curate_to_file(store, recipe, path)
@@ -122,6 +122,8 @@ def claim_lines(results: list[dict]) -> list[str]:
     for r in results:
         by_task.setdefault(r["task"], {})[r["arm"]] = r
     arms = sorted({r["arm"] for r in results if r["arm"] not in BASELINES})
+    if not arms:
+        return ["(no curated arm: only the baselines were trained)"]
     lines = ["| task | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
     wins = dict.fromkeys(arms, 0)
     clear = dict.fromkeys(arms, 0)
