@@ -234,20 +234,18 @@ def test_graph_step_body_equals_eager_update(data):
     assert int(body._step_t.item()) == body.step == 8
 
 
-def test_cuda_graph_needs_cuda_and_excludes_compile(data):
+def test_cuda_graph_needs_cuda(data):
     target, source = data
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="needs a CUDA device"):
-            IQLTrainer(IQLConfig(**TINY, cuda_graph=True, device="cpu"), target, source)
-    with pytest.raises(ConfigError, match="alternatives"):
-        IQLConfig(**TINY, cuda_graph=True, compile=True).validate()
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        IQLTrainer(IQLConfig(**TINY, cuda_graph=True, device="cpu"), target, source)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the graph is captured there)")
-def test_cuda_graph_replay_equals_eager_on_cuda(data):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_graph_replay_equals_eager_on_cuda(data, compiled):
     target, source = data
-    eager, graph = (IQLTrainer(make_config("dvdf", **TINY, seed=7, device="cuda", cuda_graph=g), target, source)
-                    for g in (False, True))
+    eager, graph = (IQLTrainer(make_config("dvdf", **TINY, seed=7, device="cuda", cuda_graph=g, compile=g and compiled),
+                               target, source) for g in (False, True))
     for _ in range(IQLTrainer.GRAPH_WARMUP + 10):  # warm-up steps, the capture, then replays
         me = eager.train_step()
         mg = {k: v.clone() for k, v in graph.train_step().items()}
@@ -257,12 +255,14 @@ def test_cuda_graph_replay_equals_eager_on_cuda(data):
         assert torch.allclose(a.flat, b.flat, atol=1e-5)
 
 
-def test_cuda_graph_control_flow_with_a_fake_graph(data, monkeypatch):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_graph_control_flow_with_a_fake_graph(data, monkeypatch, compiled):
     """The warm-up / capture / replay bookkeeping of cuda_graph=True, run on CPU with stand-ins for torch.cuda.
 
     The fake capture executes the step once (a real capture records it and the first replay runs it),
     the fake replay does nothing; so after warm-up + capture the trainer equals an eager trainer
-    after as many steps, and later calls only replay.
+    after as many steps, and later calls only replay. With compile=True the warm-up compiles the
+    loss graph, so the capture records the compiled kernels.
     """
     import contextlib
 
@@ -287,7 +287,8 @@ def test_cuda_graph_control_flow_with_a_fake_graph(data, monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_stream", FakeStream)
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     target, source = data
-    eager, tr = (IQLTrainer(make_config("igdf", **TINY, seed=8, n_seeds=2), target, source) for _ in range(2))
+    eager, tr = (IQLTrainer(make_config("igdf", **TINY, seed=8, n_seeds=2, compile=c), target, source)
+                 for c in (False, compiled))
     tr.cfg.cuda_graph = True  # past the constructor's CUDA check
     warm = IQLTrainer.GRAPH_WARMUP
     outs = [tr.train_step() for _ in range(warm + 1)]
@@ -299,6 +300,7 @@ def test_cuda_graph_control_flow_with_a_fake_graph(data, monkeypatch):
         m = tr.train_step()
     assert len(graphs) == 1 and graphs[0].replays == 4 and tr.step == warm + 4
     assert m is tr._graph_metrics and outs[-1] is m  # the graph's static outputs
+    assert (tr._compiled is not None) is compiled
 
 
 def test_vecmlp_layers_stay_views_of_flat_after_a_conversion():

@@ -86,6 +86,7 @@ class IQLConfig:
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", ...
     compile: bool = False  # torch.compile the losses (forward + backward graphs): faster updates after a compile
     cuda_graph: bool = False  # CUDA only: capture sample + update + target update as one CUDA graph, replayed
+    #   (with compile=true the graph records the compiled, fused kernels: compilation happens in the warm-up)
 
     def validate(self) -> IQLConfig:
         """Raise :class:`ConfigError` for invalid values."""
@@ -103,7 +104,6 @@ class IQLConfig:
              "proportion, xi and dvdf_xi must be in (0, 1]"),
             (self.tabb_temperature > 0, "tabb_temperature must be > 0"),
             (self.max_steps >= 1, "max_steps must be >= 1"),
-            (not (self.compile and self.cuda_graph), "compile and cuda_graph are alternatives: set one of them"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -731,7 +731,8 @@ class IQLTrainer:
             self._step_t = torch.tensor(float(self.step), device=self.device)
             self._lr_t = torch.tensor(c.actor_lr, device=self.device)
             self.opt.param_groups[0]["lr"] = self._lr_t
-        loss, metrics = self.losses(self.sample(), self._cvae_noise())
+        losses = self._compiled_losses if c.compile else self.losses
+        loss, metrics = losses(self.sample(), self._cvae_noise())
         if c.actor_cosine:
             frac = (self._step_t / c.max_steps).clamp(max=1.0)
             self._lr_t.copy_(c.actor_lr * 0.5 * (1.0 + torch.cos(math.pi * frac)))
