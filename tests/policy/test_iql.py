@@ -321,3 +321,17 @@ def test_vecmlp_layers_stay_views_of_flat_after_a_conversion():
     ts = net.tensors()
     ref = torch.baddbmm(ts[5], torch.relu(torch.baddbmm(ts[3], h, ts[2])), ts[4])
     assert torch.allclose(net(x), ref)
+
+
+def test_compiled_trainers_beyond_dynamos_default_cache_still_compile(data, monkeypatch):
+    """Dynamo caches per code object (8 entries by default, then silently eager): the 12th trainer compiles too."""
+    import functools
+
+    from torch._dynamo.utils import counters
+
+    target, source = data
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))  # trace, no codegen
+    before = counters["stats"]["unique_graphs"]
+    for bt in range(40, 52):  # 12 batch shapes no other test uses: 12 distinct graphs
+        IQLTrainer(IQLConfig(**{**TINY, "batch_target": bt}, compile=True), target, source).train_step()
+    assert counters["stats"]["unique_graphs"] - before == 12

@@ -36,6 +36,9 @@ from xcurate.utils import resolve_device
 #: Bumped whenever checkpoints/run directories change incompatibly (2: flat parameters, one optimiser).
 FORMAT_VERSION = 2
 
+#: compiled variants of the loss graph kept per process (torch._dynamo's recompile_limit is raised to this)
+COMPILE_CACHE_ENTRIES = 64
+
 BATCH_NORMS = ("none", "otdf", "igdf", "dvdf", "tabb")
 SOURCE_TARGETS = ("iql", "droco", "tabb")
 REWARD_CORRECTIONS = ("none", "delta_r", "corrected_reward")
@@ -595,6 +598,12 @@ class IQLTrainer:
                          ) -> tuple[Tensor, dict[str, Tensor]]:
         """:meth:`losses` through ``torch.compile``; a failing compilation is reported in one line."""
         if self._compiled is None:
+            # dynamo caches compiled code per code object: every trainer (variant, batch shape, dims) in
+            # a process adds an entry for IQLTrainer.losses, and past the default limit of 8 it silently
+            # runs eagerly (an experiment trains dozens of trainers in one process)
+            import torch._dynamo.config as dynamo_config
+
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, COMPILE_CACHE_ENTRIES)
             compiled = torch.compile(self.losses, dynamic=False)
             try:
                 out = compiled(batch, cvae_noise)
