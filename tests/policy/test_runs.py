@@ -62,6 +62,24 @@ def test_resume_equals_uninterrupted(tmp_path, hopper_like):
     assert rows_a[-1] == rows_b[-1]
 
 
+def test_resumed_and_rerun_runs_keep_their_timings(tmp_path, hopper_like):
+    """A resumed run sums the sessions' timings; re-running a finished run must not zero them."""
+    target, source = hopper_like
+    run = tmp_path / "r"
+    train(_spec(), run, target=target, source=source, progress=False, stop_after=25)
+    first = json.loads((run / "manifest.json").read_text())["timings"]
+    assert first["updates_timed"] == 25 and first["sessions"] == 1
+    train(_spec(), run, target=target, source=source, progress=False)
+    second = json.loads((run / "manifest.json").read_text())["timings"]
+    assert second["updates_timed"] == 40 and second["sessions"] == 2
+    assert second["train_s"] > first["train_s"] and second["updates_per_s"] > 0
+    train(_spec(), run, target=target, source=source, progress=False)  # already complete: no updates
+    third = json.loads((run / "manifest.json").read_text())["timings"]
+    assert third["updates_timed"] == 40 and third["sessions"] == 3
+    assert third["train_s"] >= second["train_s"]
+    assert third["updates_per_s"] == pytest.approx(second["updates_per_s"], rel=0.5)
+
+
 def test_run_with_evaluation_and_summary(tmp_path, hopper_like):
     target, source = hopper_like
     spec = _spec(eval_every=20, eval_episodes=1, eval_max_steps=15)

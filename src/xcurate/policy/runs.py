@@ -260,8 +260,8 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     if (out / "eval_source.csv").exists():
         summary["source"] = {"domain": spec.eval_source_domain, **summarize(out, "eval_source.csv")}
     summary.update({"steps_done": trainer.step, "complete": done})
-    timings = {"setup_s": t_setup, "train_s": t_train, "eval_s": t_eval,
-               "updates_per_s": (trainer.step - start) / max(t_train, 1e-9)}
+    timings = _accumulate_timings(out / "manifest.json" if start > 0 else None, t_setup, t_train, t_eval,
+                                  trainer.step - start)
     inputs = {}
     for name, p in (("target", spec.target), ("source", spec.source)):
         if isinstance(p, str) and Path(p).exists():
@@ -274,6 +274,28 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     write_json_atomic(out / "manifest.json", manifest)
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def _accumulate_timings(previous: Path | None, setup_s: float, train_s: float, eval_s: float,
+                        updates: int) -> dict[str, Any]:
+    """This session's timings added to those of earlier sessions of a resumed run.
+
+    ``updates_per_s`` is over every timed update (updates of a session killed before it wrote its
+    manifest are not timed), so re-running a finished run leaves its throughput unchanged.
+    """
+    t = {"setup_s": setup_s, "train_s": train_s, "eval_s": eval_s, "updates_timed": updates, "sessions": 1}
+    if previous is not None and previous.exists():
+        try:
+            old = json.loads(previous.read_text()).get("timings", {})
+        except (OSError, ValueError):
+            old = {}
+        if old and "updates_timed" not in old:    # manifests written before these fields existed
+            old = {**old, "updates_timed": round((old.get("updates_per_s") or 0) * old.get("train_s", 0)),
+                   "sessions": 1}
+        for key in t:
+            t[key] += type(t[key])(old.get(key, 0))
+    t["updates_per_s"] = t["updates_timed"] / t["train_s"] if t["updates_timed"] and t["train_s"] > 0 else None
+    return t
 
 
 def _tensorboard(out: Path):
