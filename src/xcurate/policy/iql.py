@@ -587,12 +587,15 @@ class IQLTrainer:
         with torch.no_grad():
             self.q_target.flat.lerp_(self.q.flat, self.cfg.tau)
 
-    def _cvae_noise(self) -> Tensor | None:
-        """(K, batch_target, latent) reparameterisation noise of OTDF's CVAE term (None without the term)."""
+    def _cvae_noise(self, rows: int | None = None) -> Tensor | None:
+        """(K, rows, latent) reparameterisation noise of the CVAE, each seed from its own generator.
+
+        ``rows`` defaults to ``batch_target`` (OTDF's actor term); None without a CVAE.
+        """
         if self.cvae is None:
             return None
-        return torch.stack([torch.randn(self.cfg.batch_target, self.cvae.latent, generator=g, device=self.device)
-                            for g in self.gens])
+        n = self.cfg.batch_target if rows is None else rows
+        return torch.stack([torch.randn(n, self.cvae.latent, generator=g, device=self.device) for g in self.gens])
 
     def _compiled_losses(self, batch: dict[str, Tensor], cvae_noise: Tensor | None
                          ) -> tuple[Tensor, dict[str, Tensor]]:
@@ -777,9 +780,7 @@ class IQLTrainer:
         rec = kl = torch.zeros(c.n_seeds)
         while self.cvae_step < c.cvae_steps:
             tb = self.target.sample(self.gens, c.cvae_batch)
-            noise = torch.stack([torch.randn(c.cvae_batch, self.cvae.latent, generator=g, device=self.device)
-                                 for g in self.gens])
-            rec, kl = self.cvae.elbo_terms(tb["obs"], tb["act"], noise)
+            rec, kl = self.cvae.elbo_terms(tb["obs"], tb["act"], self._cvae_noise(c.cvae_batch))
             loss = (rec + c.cvae_kl * kl).mean(-1).sum()
             self.cvae_opt.zero_grad(set_to_none=False)  # in place (VecMLP)
             loss.backward()
