@@ -14,7 +14,7 @@ from xcurate.errors import ConfigError
 
 def curate_cmd(
     store: Path = typer.Option(..., "--store", help="Score store directory."),
-    recipe: str = typer.Option(..., "--recipe", help="none | otdf | igdf | dvdf | tabb | droco | dara | sql"),
+    recipe: str = typer.Option(..., "--recipe", help="none | otdf | igdf | dvdf | tabb | droco | dara | sql | auto (column and keep fraction from score --holdout)"),
     out: str = typer.Option(..., "--out", help="Output: .parquet, .hdf5, a folder (--format minari), minari:<id>."),
     fmt: str | None = typer.Option(None, "--format", help="parquet | hdf5 | minari (default: from --out)."),
     proportion: float | None = typer.Option(None, "--proportion", help="otdf: fraction kept (0.8)."),
@@ -45,7 +45,13 @@ def curate_cmd(
     wk = w[keep] if keep.any() else np.zeros(1)
     t.add_row(str(len(ds)), str(int(keep.sum())), f"{100 * keep.mean():.1f}", f"{wk.mean():.3g}",
               f"{wk.min():.3g}..{wk.max():.3g}", ", ".join(sorted(ds.extras)))
-    make_console().print(t)
+    console = make_console()
+    console.print(t)
+    if recipe == "auto":
+        o = ds.metadata["curation"]["options"]
+        console.print(f"auto chose {o['chosen_column']} ({o['direction']} is better; held-out AUC "
+                      f"{o['holdout_auc']:.3f}) and kept the top {100 * o['keep_fraction']:.1f}%", markup=False,
+                      highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -200,6 +200,41 @@ def _sql(st, src, where: str = "TRUE", weight: str = "1.0", **o):
     return np.where(k, w, 0.0), k, {}, {"where": where, "weight": weight}
 
 
+def _auto(st, src, min_auc: float = 0.55, min_keep: float = 0.05, max_keep: float = 1.0, **o):
+    """Choose the column and the keep fraction from the held-out target signal (``score --holdout``).
+
+    The column with the highest held-out AUC (held-out target rows vs source rows, in the
+    column's declared direction) is used; oracle columns are not candidates. The keep fraction
+    is the share of source rows that score at least as well as the held-out rows' 10th
+    percentile, clipped to [``min_keep``, ``max_keep``]. The choice and every candidate's evidence
+    are recorded in the options (and so in the manifest).
+    """
+    _no_opts("auto", o)
+    from xcurate.diagnostics.holdout import holdout_signal, oriented
+
+    if not (0.0 < min_keep <= max_keep <= 1.0):
+        raise ConfigError(f"recipe 'auto': need 0 < min_keep <= max_keep <= 1, got {min_keep}, {max_keep}")
+    try:
+        sig = [r for r in holdout_signal(st).to_pylist() if not r["column"].startswith("oracle_")]
+    except StoreError as e:
+        raise ConfigError(f"recipe 'auto' needs held-out target scores: {e}") from None
+    usable = [r for r in sig if np.isfinite(r["holdout_auc"]) and r["holdout_auc"] >= min_auc]
+    if not usable:
+        best = max((r["holdout_auc"] for r in sig if np.isfinite(r["holdout_auc"])), default=float("nan"))
+        raise ConfigError(f"recipe 'auto': no usable column in store {st.dir}: no score ranks held-out target "
+                          f"rows above source rows with AUC >= {min_auc} (best {best:.3f}); score with more "
+                          "scorers or larger budgets, or pick a recipe by hand")
+    best = usable[0]
+    col, direction = best["column"], best["direction"]
+    frac = float(np.clip(best["source_above_holdout_q10"], min_keep, max_keep))
+    score = oriented(fetch_scores(st, src, [col], "auto")[col], direction)
+    keep = _top_fraction(score, frac)
+    evidence = [{k: r[k] for k in ("column", "holdout_auc", "source_above_holdout_q10", "n_holdout")} for r in sig]
+    return np.where(keep, 1.0, 0.0), keep, {"score": score}, {
+        "min_auc": min_auc, "min_keep": min_keep, "max_keep": max_keep, "chosen_column": col,
+        "direction": direction, "holdout_auc": best["holdout_auc"], "keep_fraction": frac, "evidence": evidence}
+
+
 def _no_opts(recipe: str, o: dict[str, Any]) -> None:
     if o:
         raise ConfigError(f"recipe {recipe!r}: unknown option(s) {sorted(o)}")
@@ -207,12 +242,12 @@ def _no_opts(recipe: str, o: dict[str, Any]) -> None:
 
 RECIPES: dict[str, Callable[..., tuple]] = {
     "none": _none, "otdf": _otdf, "igdf": _igdf, "dvdf": _dvdf, "tabb": _tabb, "droco": _droco,
-    "dara": _dara, "sql": _sql,
+    "dara": _dara, "sql": _sql, "auto": _auto,
 }
 
 #: Trainer variant that reproduces each recipe's paper (per-batch normalisation).
 PAPER_VARIANT = {"none": "iql", "otdf": "otdf", "igdf": "igdf", "dvdf": "dvdf", "tabb": "tabb",
-                 "droco": "droco", "dara": "dara", "sql": "iql"}
+                 "droco": "droco", "dara": "dara", "sql": "iql", "auto": "iql"}
 
 
 def curate(store: Any, recipe: str, drop_unkept: bool = False, **options: Any) -> TransitionDataset:

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         scores: str = typer.Option("", "--scores", help="Comma-separated score columns (default: every "
                                    "ranked non-oracle column in the store)."),
         against: str = typer.Option("oracle_bellman_error", "--against", help="Reference quantity: "
-                                    "oracle_bellman_error | oracle_dynamics_gap | episode_return | quality."),
+                                    "oracle_bellman_error | oracle_dynamics_gap | episode_return | quality | "
+                                    "holdout (held-out target rows vs source rows; needs score --holdout)."),
         bins: int = typer.Option(10, "--bins", help="Number of equal-size percentile groups."),
         force: bool = typer.Option(False, "--force", help="Replace an existing report in --out."),
     ) -> None:
@@ -30,6 +31,21 @@ def register(app: typer.Typer) -> None:
 
         st = Store(store)
         cols = [s.strip() for s in scores.split(",") if s.strip()] or None
+        if against == "holdout":
+            from xcurate.diagnostics.holdout import holdout_report
+
+            tab = holdout_report(st, out, force=force)
+            rows = [r for r in tab.to_pylist() if cols is None or r["column"] in cols]
+            table = Table(title="held-out target rows vs source rows (label-free; AUC 0.5 = cannot tell apart)")
+            for c in ("score", "direction", "holdout AUC", "held-out median pct", "source share above q10"):
+                table.add_column(c, justify="left" if c in ("score", "direction") else "right")
+            for r in rows:
+                table.add_row(r["column"], r["direction"], f"{r['holdout_auc']:.3f}",
+                              f"{r['holdout_median_pct']:.1f}", f"{r['source_above_holdout_q10']:.3f}")
+            console = make_console()
+            console.print(table)
+            console.print(f"report: {Path(out) / 'report.md'}", highlight=False, markup=False)
+            return
         rep = diagnose(st, scores=cols, against=against, bins=bins, out=out, force=force)
         console = make_console()
         table = Table(title=f"scores vs {against} ({rep.n_rows} rows, {bins} groups, most useful first)")

@@ -194,7 +194,8 @@ def _base_sql(score: str, against: str, has_valid: bool, extra_cols: str = "") -
             f"WHERE {s} IS NOT NULL AND isfinite({s}) AND {ref} IS NOT NULL AND isfinite({ref}){valid})")
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, force: bool, marker: str = REPORT_MARKER) -> None:
+    """Refuse an ``--out`` that holds anything but an earlier report (replaced only with ``force``)."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -202,7 +203,7 @@ def _check_out(out: Path, force: bool) -> None:
     entries = [p for p in out.iterdir() if not p.name.startswith(".")]
     if not entries:
         return
-    if (out / REPORT_MARKER).exists():
+    if (out / marker).exists() or (out / REPORT_MARKER).exists():
         if not force:
             raise ConfigError(f"{out}: already holds a diagnostics report; pass --force to replace it "
                               "or choose another --out")

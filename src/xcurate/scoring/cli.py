@@ -44,11 +44,15 @@ def score(
     seed: int | None = typer.Option(None, "--seed", help="Seed for every scorer (default: each scorer's)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    holdout: float = typer.Option(0.0, "--holdout", help="Keep this seeded fraction (0, 0.5] of the target out "
+                                  "of every fit and score it like source rows (label-free validation: "
+                                  "xcurate diagnose --against holdout). 0 = off."),
 ) -> None:
     """Score every source transition with each scorer and record the runs in a store."""
     from xcurate.scoring.base import make_scorer
-    from xcurate.scoring.store import Store, parse_settings
+    from xcurate.scoring.store import Store, check_holdout, parse_settings
 
+    holdout = check_holdout(holdout)
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda":
@@ -75,7 +79,7 @@ def score(
     ids = []
     for s in insts:
         before = {m["run_id"] for m in st.manifests() if m.get("status") == "complete"}
-        rid = st.run(s, progress=progress, domain=domain)
+        rid = st.run(s, progress=progress, domain=domain, holdout=holdout)
         if rid in before:
             console.print(f"{s.name}: cached run {rid}", highlight=False)
         ids.append(rid)

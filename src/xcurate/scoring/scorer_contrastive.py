@@ -72,6 +72,10 @@ class ContrastiveEncoders(nn.Module):
         """cosine(phi(s, a), psi(s')) per row."""
         return cosine_score(self.phi(torch.cat([s, a], 1)), self.psi(s2))
 
+    def logit(self, s: torch.Tensor, a: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        """The trained logit phi(s, a) . psi(s') per row (what the BCE loss acts on)."""
+        return (self.phi(torch.cat([s, a], 1)) * self.psi(s2)).sum(-1)
+
 
 @register
 @dataclass
@@ -83,6 +87,9 @@ class ContrastiveScorer(Scorer):
         "contrastive_score": ColumnSpec("higher", "[-1, 1]",
                                         "cosine(phi(s,a), psi(s')) of encoders trained to match target (s,a) "
                                         "to its own s' against source s'"),
+        "contrastive_logit": ColumnSpec("higher", "(-inf, inf)",
+                                        "the trained logit phi(s,a) . psi(s') (keeps the embedding norms, which "
+                                        "carry most of the learned density ratio)"),
     }
     primary: ClassVar[str] = "contrastive_score"
     min_target: ClassVar[int] = 16
@@ -136,7 +143,8 @@ class ContrastiveScorer(Scorer):
             raise ConfigError("contrastive: call fit() before score()")
 
         def fn(t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            sc = nets.batched(self._enc.score, self._s_norm(t["s"]), self._a_norm(t["a"]), self._s_norm(t["s2"]))
-            return {"contrastive_score": sc}
+            args = (self._s_norm(t["s"]), self._a_norm(t["a"]), self._s_norm(t["s2"]))
+            return {"contrastive_score": nets.batched(self._enc.score, *args),
+                    "contrastive_logit": nets.batched(self._enc.logit, *args)}
 
         return nets.score_chunk(chunk, self._device, fn, list(self.columns))

@@ -20,6 +20,9 @@ from xcurate.scoring.base import ColumnSpec, Scorer, register
 from xcurate.utils import resolve_device
 
 SOLVERS = ("sinkhorn", "emd", "unbalanced")
+FEATURES = ("sas", "delta")
+NORMALIZE = ("none", "target")
+COSTS = ("cosine", "sqeuclidean")
 
 
 @register
@@ -67,8 +70,17 @@ class OTScorer(Scorer):
     lambda_tar: float = 0.5
     float64: bool = True
     emd_iter: int = 100_000_000
+    features: str = "sas"
+    normalize: str = "none"
+    cost: str = "cosine"
 
     def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise ConfigError(f"ot.features must be one of {FEATURES}, got {self.features!r}")
+        if self.normalize not in NORMALIZE:
+            raise ConfigError(f"ot.normalize must be one of {NORMALIZE}, got {self.normalize!r}")
+        if self.cost not in COSTS:
+            raise ConfigError(f"ot.cost must be one of {COSTS}, got {self.cost!r}")
         if self.solver not in SOLVERS:
             raise ConfigError(f"ot.solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.official:
@@ -93,13 +105,17 @@ class OTScorer(Scorer):
     def _dtype(self) -> torch.dtype:
         return torch.float64 if self.float64 else torch.float32
 
+    def _raw(self, ds: TransitionDataset) -> np.ndarray:
+        s2 = ds.next_observations - ds.observations if self.features == "delta" else ds.next_observations
+        return ot_math.transition_features(ds.observations, ds.actions, s2)
+
     def _features(self, ds: TransitionDataset) -> np.ndarray:
-        u = ot_math.transition_features(ds.observations, ds.actions, ds.next_observations)
+        u = self._raw(ds)
         if self.official:
             # the official code feeds float16 arrays, unnormalised; saturate instead of overflowing to inf
             f16 = float(np.finfo(np.float16).max)
             u = np.clip(u, -f16, f16).astype(np.float16)
-        elif self.solver == "unbalanced":
+        elif self.solver == "unbalanced" or self.normalize == "target":
             assert self._mean is not None and self._std is not None
             u = (u - self._mean) / self._std
         return u.astype(np.float64)
@@ -107,8 +123,8 @@ class OTScorer(Scorer):
     def fit(self, target: TransitionDataset, source: TransitionDataset) -> OTScorer:
         """Keep the target features (z-score statistics from the target for "unbalanced")."""
         self.check_inputs(target, source)
-        if self.solver == "unbalanced":
-            raw = ot_math.transition_features(target.observations, target.actions, target.next_observations)
+        if self.solver == "unbalanced" or self.normalize == "target":
+            raw = self._raw(target)
             self._mean, self._std = ot_math.zscore_stats(raw.astype(np.float64))
         dev = resolve_device(self.device)
         self._target = torch.as_tensor(self._features(target), dtype=self._dtype(), device=dev)
@@ -119,7 +135,8 @@ class OTScorer(Scorer):
         if self._target is None:
             raise RuntimeError("OTScorer.score() called before fit()")
         xs = torch.as_tensor(self._features(chunk), dtype=self._dtype(), device=self._target.device)
-        cost = ot_math.cosine_cost(xs, self._target)
+        cost = (ot_math.cosine_cost(xs, self._target) if self.cost == "cosine"
+                else ot_math.sqeuclidean_cost(xs, self._target))
         if self.solver == "emd":
             c = cost.double().cpu().numpy()
             d = ot_math.coupling_scores(ot_math.emd_plan(c, self.emd_iter), c, normalise_rows=True)

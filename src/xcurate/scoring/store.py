@@ -55,6 +55,10 @@ from xcurate.utils import (
 )
 
 FORMAT_VERSION = 1
+#: how source rows are assigned to chunks (part of the run id): sorted by a seeded hash of their content
+CHUNK_ORDER = "content-hash"
+#: largest target fraction ``holdout`` may keep out of the fit
+MAX_HOLDOUT = 0.5
 #: columns of transitions.parquet that score columns may not shadow.
 BASE_COLUMNS = ("transition_id", "episode_id", "step", "reward", "terminal", "timeout", "episode_return",
                 "quality", "obs", "act", "next_obs", "qpos", "qvel")
@@ -290,7 +294,7 @@ class Store:
         return self._target
 
     # ------------------------------------------------------------------ runs
-    def run_id(self, scorer: Scorer, domain: str | None = None) -> str:
+    def run_id(self, scorer: Scorer, domain: str | None = None, holdout: float = 0.0) -> str:
         """The id ``<scorer>-<hash12>`` of a run of ``scorer`` on this store's data."""
         cfg = {k: v for k, v in scorer.config().items() if k != "device"}
         from xcurate import __version__
@@ -298,7 +302,9 @@ class Store:
         code = f"{__version__}/{scorer.version}"  # a code change must not reuse stale scores
         key = {"format": FORMAT_VERSION, "code": code, "config": cfg, "chunk_size": int(scorer.chunk_size),
                "source": self.info["source"]["fingerprint"], "target": self.info["target"]["fingerprint"],
-               "domain": domain if scorer.needs_domain else None}
+               "domain": domain if scorer.needs_domain else None, "chunk_order": CHUNK_ORDER}
+        if holdout:
+            key["holdout"] = {"fraction": float(holdout), "seed": int(scorer.seed)}
         h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{scorer.name}-{h}"
 
@@ -340,11 +346,13 @@ class Store:
 
     def run(self, scorer: Scorer, source: TransitionDataset | None = None,
             target: TransitionDataset | None = None, progress: bool = True,
-            domain: str | None = None) -> str:
+            domain: str | None = None, holdout: float = 0.0) -> str:
         """Fit ``scorer`` and score every source row chunk by chunk; return the run id.
 
         Resumable (existing chunks are kept), cached (a complete run with the same id is a
-        no-op). Non-finite source rows are excluded, counted and get NULL scores.
+        no-op). Non-finite source rows are excluded, counted and get NULL scores. Source rows are
+        assigned to chunks in a seeded random order (``scorer.seed``), so scores that depend on the
+        chunk's composition (OT) do not depend on the order of the file.
 
         Args:
             scorer: any registered scorer instance.
@@ -352,8 +360,12 @@ class Store:
             target: the store's target dataset if already in memory (checked by fingerprint).
             progress: show a Rich progress bar on stderr.
             domain: target domain for scorers with ``needs_domain`` (defaults to the store's).
+            holdout: fraction in (0, 0.5] of the target kept out of the fit (seeded by
+                ``scorer.seed``) and scored like source rows into ``runs/<id>/holdout.parquet``;
+                0 = off. See :func:`xcurate.diagnostics.holdout.holdout_signal`.
         """
         t_start = time.perf_counter()
+        holdout = check_holdout(holdout)
         domain = domain or self.domain
         if scorer.needs_domain:
             if not domain and not getattr(scorer, "domain", None):
@@ -362,7 +374,7 @@ class Store:
                 if not getattr(scorer, "domain", None):
                     scorer.domain = domain  # type: ignore[attr-defined]
                 domain = scorer.domain  # type: ignore[attr-defined]
-        rid = self.run_id(scorer, domain)
+        rid = self.run_id(scorer, domain, holdout)
         rdir = self.dir / "runs" / rid
         if self._complete(rdir):
             return rid
@@ -370,7 +382,7 @@ class Store:
         with exclusive_lock(rdir / ".lock", f"score run {rid} of store {self.dir}"):
             if self._complete(rdir):  # finished by the process that held the lock
                 return rid
-            return self._score(scorer, rid, rdir, domain, source, target, progress, t_start)
+            return self._score(scorer, rid, rdir, domain, source, target, progress, t_start, holdout)
 
     @staticmethod
     def _complete(rdir: Path) -> bool:
@@ -379,7 +391,7 @@ class Store:
                 and json.loads(mpath.read_text()).get("status") == "complete")
 
     def _score(self, scorer: Scorer, rid: str, rdir: Path, domain: str | None, source: TransitionDataset | None,
-               target: TransitionDataset | None, progress: bool, t_start: float) -> str:
+               target: TransitionDataset | None, progress: bool, t_start: float, holdout: float = 0.0) -> str:
         """The body of :meth:`run` for a run that is not complete (called with the run's lock held)."""
         mpath = rdir / "manifest.json"
         src = self._checked(source, "source") if source is not None else self.load_source()
@@ -401,9 +413,13 @@ class Store:
         if n_tbad:
             _warn(f"{n_tbad} target row(s) contain NaN/Inf and are ignored by the scorer")
             tgt = tgt.select(tfin)
+        fit_tgt, held = split_holdout(tgt, holdout, scorer.seed, scorer.min_target)
 
         chunk = max(1, int(scorer.chunk_size))
         starts = list(range(0, len(rows), chunk))
+        # chunk membership: rows sorted by a seeded hash of their content (scores stored in source order),
+        # so chunks are random samples whatever the order (or ids) of the file
+        order = rows[np.argsort(row_hash(src, rows, scorer.seed), kind="stable")]
         cdir = rdir / "chunks"
         cdir.mkdir(parents=True, exist_ok=True)
         state = json.loads(mpath.read_text()) if mpath.exists() else {}
@@ -428,25 +444,33 @@ class Store:
         with bar:
             if todo:
                 t0 = time.perf_counter()
-                scorer.fit(tgt, src if not n_bad else src.select(rows))
+                scorer.fit(fit_tgt, src if not n_bad else src.select(rows))
                 fit_s = time.perf_counter() - t0
                 running["timings"] = {"fit_s": fit_s_prev + fit_s}
                 write_json_atomic(mpath, running)
             for start in todo:
                 t0 = time.perf_counter()
-                idx = rows[start:start + chunk]
+                idx = np.sort(order[start:start + chunk])
                 out = scorer.score(src.select(idx))
                 table = self._chunk_table(scorer, src.transition_ids[idx], out, len(idx))
                 elapsed = time.perf_counter() - t0
                 table = table.replace_schema_metadata({b"elapsed_s": str(elapsed).encode()})
                 _write_parquet(table, part(start))
                 bar.advance(len(idx))
+            hpath = rdir / "holdout.parquet"
+            if held is not None and not hpath.exists():
+                if not todo:  # every chunk was already there: the fit was skipped
+                    scorer.fit(fit_tgt, src if not n_bad else src.select(rows))
+                hout = scorer.score(held)
+                _write_parquet(self._chunk_table(scorer, held.transition_ids, hout, len(held)), hpath)
 
         # assemble
         t0 = time.perf_counter()
         parts = [pq.read_table(part(s)) for s in starts]
         score_s = sum(float((p.schema.metadata or {}).get(b"elapsed_s", b"0")) for p in parts)
         scored = pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
+        inv = np.argsort(np.concatenate([np.sort(order[s:s + chunk]) for s in starts]), kind="stable")
+        scored = scored.take(pa.array(inv))
         if not np.array_equal(scored.column("transition_id").to_numpy(), src.transition_ids[rows]):
             raise StoreError(f"{rdir}: checkpoint chunks do not match the source rows (delete the run "
                              "directory and run again)")
@@ -467,6 +491,9 @@ class Store:
             n_dropped_on_load=int(self.info['source'].get('dropped_nonfinite', 0) or 0),
             n_null=n_null, chunk_size=chunk, n_chunks=len(starts), reused_chunks=reused,
             sessions=sessions, started_ts=running["started_ts"], finished_ts=time.time(),
+            chunk_order={"kind": CHUNK_ORDER, "seed": int(scorer.seed)},
+            holdout=(None if held is None else {"fraction": holdout, "seed": int(scorer.seed), "n": len(held),
+                                                "n_fit": len(fit_tgt), "file": "holdout.parquet"}),
             source_fingerprint=self.info["source"]["fingerprint"],
             target_fingerprint=self.info["target"]["fingerprint"])
         write_json_atomic(mpath, manifest)
@@ -678,6 +705,65 @@ class _Progress:
 _SETTING = re.compile(r"^([A-Za-z0-9_]+)\.([A-Za-z0-9_]+)=(.*)$")
 
 
+_M1, _M2, _GOLD = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB), np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on a uint64 array (a bijective, well-mixing hash)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def row_hash(ds: TransitionDataset, rows: np.ndarray, seed: int) -> np.ndarray:
+    """A seeded 64-bit hash of each row's (s, a, r, s') bytes (float64), for ``rows`` of ``ds``.
+
+    Depends only on the row's content and the seed, never on its position or transition id, so
+    sorting by it gives a chunk assignment that is the same for any permutation of the file.
+    """
+    with np.errstate(over="ignore"):
+        h = np.full(len(rows), _mix64(np.array([seed], np.uint64) + _GOLD)[0], np.uint64)
+        for arr in (ds.observations, ds.actions, ds.rewards[:, None], ds.next_observations):
+            bits = np.ascontiguousarray(np.asarray(arr[rows], np.float64) + 0.0).view(np.uint64)  # -0.0 -> 0.0
+            for j in range(bits.shape[1]):
+                h = _mix64(h ^ (bits[:, j] + _GOLD + (h << np.uint64(6)) + (h >> np.uint64(2))))
+    return h
+
+
+def check_holdout(fraction: float) -> float:
+    """A holdout fraction: 0 (off) or a number in (0, 0.5]; :class:`ConfigError` otherwise."""
+    try:
+        f = float(fraction)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--holdout {fraction!r}: expected a number in (0, {MAX_HOLDOUT}]") from None
+    if f == 0.0:
+        return 0.0
+    if not (0.0 < f <= MAX_HOLDOUT):
+        raise ConfigError(f"--holdout {fraction}: the held-out target fraction must be in (0, {MAX_HOLDOUT}]")
+    return f
+
+
+def split_holdout(target: TransitionDataset, fraction: float, seed: int, min_target: int,
+                  ) -> tuple[TransitionDataset, TransitionDataset | None]:
+    """Split the target into (fit part, held-out part) by a seeded random permutation of its rows.
+
+    Returns ``(target, None)`` when ``fraction`` is 0. At least one row is held out; the fit part
+    must keep ``min_target`` rows (the scorer's minimum), else :class:`DataError`.
+    """
+    if not fraction:
+        return target, None
+    n = len(target)
+    n_hold = max(1, int(round(fraction * n)))
+    if n - n_hold < max(min_target, 1):
+        raise DataError(f"{target.source}: target has {n} rows; holding out {n_hold} ({fraction:g}) leaves "
+                        f"{n - n_hold}, fewer than the {max(min_target, 1)} the scorer needs (lower --holdout)")
+    perm = np.random.default_rng(seed).permutation(n)
+    hold, keep = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+    return target.select(keep), target.select(hold)
+
+
 def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """Parse ``["ot.eps=0.05", "contrastive.steps=500"]`` into ``{"ot": {"eps": 0.05}, ...}``.
 
@@ -700,7 +786,8 @@ def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def score_datasets(source: TransitionDataset | str | Path, target: TransitionDataset | str | Path,
                    scorers: Sequence[str] | Sequence[Scorer], store_dir: str | Path, domain: str | None = None,
-                   settings: dict[str, dict[str, Any]] | None = None, progress: bool = False) -> Store:
+                   settings: dict[str, dict[str, Any]] | None = None, progress: bool = False,
+                   holdout: float = 0.0) -> Store:
     """Create (or reopen) a store and run each scorer on it.
 
     Args:
@@ -711,10 +798,12 @@ def score_datasets(source: TransitionDataset | str | Path, target: TransitionDat
         domain: target domain for scorers that need a simulator (``oracle``).
         settings: per-scorer settings, e.g. ``{"ot": {"eps": 0.05}}``.
         progress: show progress bars.
+        holdout: target fraction kept out of every fit and scored like source rows (0 = off).
 
     Returns:
         The :class:`Store`.
     """
+    holdout = check_holdout(holdout)
     settings = settings or {}
     insts: list[Scorer] = []
     for s in scorers:
@@ -727,5 +816,5 @@ def score_datasets(source: TransitionDataset | str | Path, target: TransitionDat
         raise ConfigError(f"settings given for scorer(s) {sorted(unknown)} that are not being run")
     store = Store.create(store_dir, source, target, domain=domain)
     for s in insts:
-        store.run(s, progress=progress, domain=domain)
+        store.run(s, progress=progress, domain=domain, holdout=holdout)
     return store
