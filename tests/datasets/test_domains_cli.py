@@ -8,7 +8,7 @@ def test_list_all_and_filtered(run_cli):
     assert code == 0
     for name in ("hopper-friction-0.5", "ant-gravity-2.0", "walker2d-kinematic-footjnt-hard", "ant-morph-otdf"):
         assert name in out
-    assert "83 domains" in out and "J_expert" in out
+    assert "99 domains" in out and "J_expert" in out
     code, out, _ = run_cli(["domains", "list", "--robot", "hopper", "--family", "kinematic"])
     assert code == 0 and "7 domains" in out
     assert "hopper-kinematic-legjnt-easy" in out and "range of leg_joint x 0.8" in out
@@ -32,3 +32,10 @@ def test_unknown_names_give_one_line_errors(run_cli):
     assert len(err.strip().splitlines()) == 1
     code, _, err = run_cli(["domains", "list", "--family", "wind"])
     assert code == 1 and "unknown family" in err
+
+
+def test_show_states_changed_definitions(run_cli):
+    code, out, _ = run_cli(["domains", "show", "hopper-morph-torso-easy"])
+    assert code == 0 and "note: changed" in out and "hopper-morph-torsolength-easy" in out
+    code, out, _ = run_cli(["domains", "show", "halfcheetah-morph-otdf"])
+    assert code == 0 and "halfcheetah-morph-xcurate" in out and "(removed)" in out and "0 0 0 -0.13 0 -0.15" in out

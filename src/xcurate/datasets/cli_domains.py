@@ -44,6 +44,8 @@ def show_cmd(name: str = typer.Argument(..., help="domain name, e.g. hopper-fric
     con.print(f"[bold]{d.name}[/]  robot={d.robot} ({d.env_id})  family={d.family}  level={d.level or '-'}")
     con.print(f"obs_dim={d.obs_dim}  act_dim={d.act_dim}  frame_skip={d.frame_skip}  dt={d.dt:g}")
     con.print(f"what changed: {d.description}")
+    if d.params.get("note"):
+        con.print(f"note: {d.params['note']}", highlight=False)
     con.print(f"xml: {d.xml_path()}", highlight=False)
     changes = d.changes()
     if changes:
