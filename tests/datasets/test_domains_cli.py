@@ -19,7 +19,7 @@ def test_show_prints_edits_and_references(run_cli):
     code, out, _ = run_cli(["domains", "show", "hopper-kinematic-otdf"])
     assert code == 0
     assert "thigh_joint" in out and "-150 0" in out and "-0.15 0" in out and "-18 18" in out
-    assert "references:" in out
+    assert "references (measured):" in out
     code, out, _ = run_cli(["domains", "show", "hopper-friction-0.1"])
     assert code == 0 and "floor" in out and "(inherited)" in out and "0.09 0.0005" in out
     code, out, _ = run_cli(["domains", "show", "ant"])

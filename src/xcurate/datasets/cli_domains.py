@@ -17,18 +17,27 @@ def _fmt_ref(v: float | None) -> str:
 @domains_app.command("list")
 def list_cmd(robot: str = typer.Option(None, "--robot", "-r", help="halfcheetah, hopper, walker2d or ant"),
              family: str = typer.Option(None, "--family", "-f",
-                                        help="none, friction, gravity, kinematic or morph")) -> None:
+                                        help="none, friction, gravity, kinematic or morph"),
+             reference: str = typer.Option("measured", "--reference",
+                                           help="reference set shown (measured, odrl, otdf, d4rl); other than "
+                                                "measured: only the domains the set covers")) -> None:
     """List the registered domains with what changed and their reference returns."""
     from xcurate.datasets.domains import list_domains
+    from xcurate.datasets.reference_sets import check_reference_set
 
+    reference = check_reference_set(reference)
     doms = list_domains(robot=robot, family=family)
-    table = Table(title=f"{len(doms)} domains", show_lines=False)
+    if reference != "measured":
+        doms = [d for d in doms if d.references_in(reference) is not None]
+    title = f"{len(doms)} domains" + ("" if reference == "measured" else f" in reference set {reference!r}")
+    table = Table(title=title, show_lines=False)
     for col in ("name", "robot", "family", "level", "what changed"):
         table.add_column(col, overflow="fold")
-    table.add_column("J_random", justify="right")
-    table.add_column("J_expert", justify="right")
+    lo_name, hi_name = ("J_random", "J_expert") if reference == "measured" else ("J_min", "J_max")
+    table.add_column(f"{lo_name} ({reference})", justify="right")
+    table.add_column(f"{hi_name} ({reference})", justify="right")
     for d in doms:
-        ref = d.references
+        ref = d.references_in(reference)
         table.add_row(d.name, d.robot, d.family, d.level or "-", d.description,
                       _fmt_ref(ref[0] if ref else None), _fmt_ref(ref[1] if ref else None))
     make_console().print(table)
@@ -59,13 +68,20 @@ def show_cmd(name: str = typer.Argument(..., help="domain name, e.g. hopper-fric
         con.print("no XML edits (Gymnasium's own model)")
     info = d.reference_info
     if info and d.references:
-        con.print(f"references: J_random {info['j_random']:.1f} ({info.get('random_episodes', '?')} episodes), "
+        con.print(f"references (measured): J_random {info['j_random']:.1f} ({info.get('random_episodes', '?')} "
+                  f"episodes, {info.get('random_policy', 'uniform random actions')}), "
                   f"J_expert {info['j_expert']:.1f} ({info.get('expert_episodes', '?')} episodes, "
                   f"{info.get('expert_policy', '?')})", highlight=False)
         if info.get("expert_below_random"):
             con.print("[yellow]warning:[/] the expert scores below random here: normalised scores are meaningless")
     else:
-        con.print("references: not measured (run benchmarks/measure_references.py)")
+        con.print("references (measured): not measured (run benchmarks/measure_references.py)")
+    from xcurate.datasets.reference_sets import REFERENCE_SETS
+
+    for ref_set in REFERENCE_SETS[1:]:
+        ref = d.references_in(ref_set)
+        if ref is not None:
+            con.print(f"references ({ref_set}): J_min {ref[0]:.1f}, J_max {ref[1]:.1f}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

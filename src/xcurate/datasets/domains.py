@@ -10,7 +10,8 @@ INTERFACE (stable; other modules rely on it):
     Domain.make_env(**kwargs) -> gymnasium.Env    # v5 env with this domain's dynamics
     Domain.make_model() -> mujoco.MjModel         # the same dynamics, raw MuJoCo
     Domain.references -> (j_random, j_expert) or None
-    Domain.normalize(returns) -> 100 * (J - J_random) / (J_expert - J_random)
+    Domain.normalize(returns, reference="measured") -> 100 * (J - J_random) / (J_expert - J_random)
+    Domain.references_in(reference) -> (J_min, J_max) of a reference set or None
 
 Additions (this module): ``Domain.edits`` (hashable tuple of XML edit operations, see
 :mod:`xcurate.datasets.xml_edits`), ``Domain.xml_path()`` (the edited XML, written lazily to
@@ -323,12 +324,29 @@ class Domain:
             return None
         return float(rec["j_random"]), float(rec["j_expert"])
 
-    def normalize(self, returns: np.ndarray | float) -> np.ndarray | float:
-        """Normalised score 100 (J - J_random) / (J_expert - J_random)."""
-        ref = self.references
-        if ref is None:
-            raise ConfigError(f"domain {self.name!r} has no reference returns")
-        lo, hi = ref
+    def references_in(self, reference: str = "measured") -> tuple[float, float] | None:
+        """(J_min, J_max) of this domain in a reference set (``measured``, ``odrl``, ``otdf``, ``d4rl``), or None.
+
+        See :mod:`xcurate.datasets.reference_sets`.
+        """
+        from xcurate.datasets.reference_sets import set_references
+
+        return set_references(self, reference)
+
+    def normalize(self, returns: np.ndarray | float, reference: str = "measured") -> np.ndarray | float:
+        """Normalised score 100 (J - J_min) / (J_max - J_min) in a reference set.
+
+        Args:
+            returns: undiscounted returns.
+            reference: ``measured`` (default: J_random / J_expert measured in this domain),
+                ``odrl``, ``otdf`` or ``d4rl`` (the published benchmarks' values).
+
+        Raises:
+            ConfigError: one line where the set has no values for this domain.
+        """
+        from xcurate.datasets.reference_sets import require_references
+
+        lo, hi = require_references(self, reference)
         return 100.0 * (np.asarray(returns) - lo) / (hi - lo)
 
 
