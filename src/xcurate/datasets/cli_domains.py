@@ -1,4 +1,4 @@
-"""``xcurate domains list`` and ``xcurate domains show NAME``."""
+"""``xcurate domains list``, ``xcurate domains show NAME`` and ``xcurate domains match FILE``."""
 
 from __future__ import annotations
 
@@ -82,6 +82,48 @@ def show_cmd(name: str = typer.Argument(..., help="domain name, e.g. hopper-fric
         ref = d.references_in(ref_set)
         if ref is not None:
             con.print(f"references ({ref_set}): J_min {ref[0]:.1f}, J_max {ref[1]:.1f}", highlight=False)
+
+
+@domains_app.command("match")
+def match_cmd(file: str = typer.Argument(..., help="dataset file, folder or id (any format load_dataset reads)"),
+              domains: list[str] | None = typer.Option(None, "--domains", "-d",
+                                                       help="candidate domains (repeatable or comma-separated; "
+                                                            "default: every domain of the dataset's robot)"),
+              max_rows: int = typer.Option(5000, "--max-rows", help="replay the first N rows (0: all)"),
+              top: int = typer.Option(0, "--top", help="show only the N best matches (0: all)"),
+              by: str = typer.Option("mean", "--by", help="rank by the mean (default) or median gap"),
+              json_out: bool = typer.Option(False, "--json", help="print the matches as JSON")) -> None:
+    """Replay FILE in candidate domains and rank them by next-state gap (best match first)."""
+    import json
+
+    from xcurate.datasets.fidelity import match_domains
+    from xcurate.datasets.io import load_dataset
+    from xcurate.errors import ConfigError
+
+    if max_rows < 0 or top < 0:
+        raise ConfigError("--max-rows and --top must be >= 0")
+    names = [n.strip() for item in (domains or []) for n in item.split(",") if n.strip()] or None
+    if names:  # unknown names fail before the dataset is read
+        from xcurate.datasets.domains import get_domain
+
+        for n in names:
+            get_domain(n)
+    ds = load_dataset(file)
+    matches = match_domains(ds, names, max_rows=max_rows or None, by=by)
+    shown = matches[:top] if top else matches
+    if json_out:
+        typer.echo(json.dumps({"dataset": str(ds.source), "rows": len(ds),
+                               "matches": [m.to_dict() for m in shown]}, indent=1))
+        return
+    table = Table(title=f"{ds.source}: {matches[0].rows} of {len(ds)} rows replayed in {len(matches)} domains",
+                  caption=f"gap = ||s' - s'_domain||_2 over replayable rows; ranked by the {by} gap")
+    for col, just in (("rank", "right"), ("domain", "left"), ("median gap", "right"), ("mean gap", "right"),
+                      ("valid", "right"), ("s", "right")):
+        table.add_column(col, justify=just, overflow="fold")
+    for i, m in enumerate(shown, 1):
+        table.add_row(str(i), m.domain, f"{m.median_gap:.4g}", f"{m.mean_gap:.4g}", f"{m.valid_fraction:.1%}",
+                      f"{m.seconds:.1f}")
+    make_console().print(table)
 
 
 def register(app: typer.Typer) -> None:
