@@ -37,6 +37,8 @@ EXPERTS = {
     "walker2d": "sb3:{root}/sb3-zoo/tqc/Walker2d-v3_1/Walker2d-v3.zip",
     "ant": "sb3:{root}/sb3-zoo/trpo/Ant-v3_1/Ant-v3.zip",
 }
+#: How J_random is produced (recorded in every record, next to ``expert_policy``).
+RANDOM_POLICY = "uniform random actions (episode e: np.random.default_rng(seed + e), reset seed seed + e)"
 #: D4RL reference returns of the unshifted robots (REFERENCE §5), stored for comparison.
 D4RL = {"halfcheetah": (-280.178953, 12135.0), "hopper": (-20.272305, 3234.3),
         "walker2d": (1.629008, 4592.3), "ant": (-325.6, 3879.7)}
@@ -81,6 +83,7 @@ def measure(name: str, random_episodes: int, expert_episodes: int, seed: int, po
            "j_expert": float(np.mean(exp)), "j_expert_std": float(np.std(exp)),
            "random_episodes": random_episodes, "expert_episodes": expert_episodes,
            "random_mean_length": float(np.mean(rand_len)), "expert_mean_length": float(np.mean(exp_len)),
+           "random_policy": RANDOM_POLICY,
            "expert_policy": spec.replace(str(policies_root), "shared/policies"),
            "expert_below_random": bool(np.mean(exp) <= np.mean(rand)),
            "seconds": round(time.perf_counter() - t0, 2)}
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {"domains": dict(sorted(records.items())),
                "manifest": make_manifest("references", config={
                    "random_episodes": args.random_episodes, "expert_episodes": args.expert_episodes,
-                   "deterministic_expert": True, "experts": {k: v.format(root="shared/policies")
+                   "deterministic_expert": True, "random_policy": RANDOM_POLICY, "experts": {k: v.format(root="shared/policies")
                                                              for k, v in EXPERTS.items()}},
                    seed=args.seed, timings={"seconds": round(time.perf_counter() - t0, 1)})}
         write_json_atomic(args.out, out)  # after every domain: partial progress survives

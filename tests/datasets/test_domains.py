@@ -50,7 +50,7 @@ def test_registry_has_the_named_domains():
         for part in KINEMATIC_PARTS[r]:
             for lv in LEVELS:
                 assert f"{r}-kinematic-{part}-{lv}" in names
-    assert len(names) == 83
+    assert len(names) == 99
     assert {d.family for d in list_domains(robot="ant")} == {"none", "friction", "gravity", "kinematic", "morph"}
     assert all(d.family == "gravity" for d in list_domains(family="gravity"))
 
@@ -208,3 +208,114 @@ def test_references_and_normalize():
     for dom in list_domains():
         if dom.references is not None:
             assert all(math.isfinite(v) for v in dom.references)
+
+
+def _segment(name: str, geom: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Global end points (top/first, bottom/second) and radius of a capsule at the rest pose."""
+    m = _model(name)
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    g = _geom(m, geom)
+    axis = d.geom_xmat[g].reshape(3, 3)[:, 2] * m.geom_size[g, 1]
+    return d.geom_xpos[g] + axis, d.geom_xpos[g] - axis, float(m.geom_size[g, 0])
+
+
+def _zs(name: str, geom: str) -> list[float]:
+    a, b, _ = _segment(name, geom)
+    return sorted([float(a[2]), float(b[2])], reverse=True)
+
+
+def test_otdf_morphologies_are_otdfs_published_geometry():
+    # Walker2d: OTDF's global coordinates (right thigh 1.05 -> 1.045, right leg 1.045 -> 0.3, foot at 0.3)
+    assert _zs("walker2d", "thigh_geom") == pytest.approx([1.05, 0.6])  # the base, as in OTDF's table
+    assert _zs("walker2d-morph-otdf", "thigh_geom") == pytest.approx([1.05, 1.045])
+    assert _zs("walker2d-morph-otdf", "leg_geom") == pytest.approx([1.045, 0.3])
+    assert _zs("walker2d-morph-otdf", "foot_geom") == pytest.approx([0.3, 0.3])
+    for g, z in (("thigh_left_geom", [1.05, 0.6]), ("leg_left_geom", [0.6, 0.1]), ("foot_left_geom", [0.1, 0.1])):
+        assert _zs("walker2d-morph-otdf", g) == pytest.approx(z)  # left leg unchanged
+    m = _model("walker2d-morph-otdf")
+    leg, foot = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "leg"), mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY,
+                                                                                          "foot")
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    # the knee and ankle hinges sit at the new segment ends
+    assert d.xanchor[_joint(m, "leg_joint")][2] == pytest.approx(1.045)
+    assert d.xanchor[_joint(m, "foot_joint")][2] == pytest.approx(0.3)
+    assert d.xpos[leg][2] == pytest.approx((1.045 + 0.3) / 2) and d.xpos[foot][2] == pytest.approx(0.2)
+    # Hopper: torso radius .125, thigh radius .04, lengths kept
+    for g, r in (("torso_geom", 0.125), ("thigh_geom", 0.04)):
+        a, b, rad = _segment("hopper-morph-otdf", g)
+        a0, b0, _ = _segment("hopper", g)
+        assert rad == pytest.approx(r)
+        np.testing.assert_allclose([a, b], [a0, b0], atol=1e-12)
+    # Ant: front ankle geoms end at +-0.1 +0.1 from their body (length 0.141); back legs unchanged
+    for name, length in (("ant-morph-otdf", 0.1), ("ant", 0.4)):
+        m = _model(name)
+        for g in ("left_ankle_geom", "right_ankle_geom"):
+            assert 2 * m.geom_size[_geom(m, g), 1] == pytest.approx(length * math.sqrt(2))
+        assert 2 * m.geom_size[_geom(m, "third_ankle_geom"), 1] == pytest.approx(0.4 * math.sqrt(2))
+    # HalfCheetah: thighs ~0 long, back shin (0,0)->(-.13,-.15), back foot .07 long at its end,
+    # front shin (0,0)->(.01,-.16) with the front foot at its end (positions relative to the hips)
+    hips = {"b": np.array([-0.5, 0.0, 0.7]), "f": np.array([0.5, 0.0, 0.7])}
+    for leg, shin_end in (("b", (-0.13, -0.15)), ("f", (0.01, -0.16))):
+        a, b, _ = _segment("halfcheetah-morph-otdf", f"{leg}thigh")
+        assert np.linalg.norm(a - b) < 2e-4 and np.linalg.norm(a - hips[leg]) < 2e-4
+        a, b, _ = _segment("halfcheetah-morph-otdf", f"{leg}shin")
+        assert {tuple(np.round(a - hips[leg], 3)), tuple(np.round(b - hips[leg], 3))} >= {
+            (round(shin_end[0], 3), 0.0, round(shin_end[1], 3))}
+        m = _model("halfcheetah-morph-otdf")
+        d = mujoco.MjData(m)
+        mujoco.mj_forward(m, d)
+        foot = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"{leg}foot")
+        np.testing.assert_allclose(d.xpos[foot] - hips[leg], [shin_end[0], 0, shin_end[1]], atol=2e-4)
+    m, src = _model("halfcheetah-morph-otdf"), _model("halfcheetah")
+    assert 2 * m.geom_size[_geom(m, "bfoot"), 1] == pytest.approx(0.14)
+    assert m.geom_size[_geom(m, "ffoot"), 1] == pytest.approx(src.geom_size[_geom(src, "ffoot"), 1])
+    assert m.body_mass.sum() == pytest.approx(14.0) and not np.allclose(m.body_mass, src.body_mass)
+
+
+def test_xcurate_morph_keeps_the_earlier_definition():
+    m, src = _model("halfcheetah-morph-xcurate"), _model("halfcheetah")
+    for g in ("bthigh", "fthigh"):
+        assert m.geom_size[_geom(m, g), 1] == pytest.approx(0.5 * src.geom_size[_geom(src, g), 1])
+    a, b, r = _segment("hopper-morph-xcurate", "torso_geom")
+    assert r == pytest.approx(0.075) and np.linalg.norm(a - b) == pytest.approx(0.6)
+    assert _zs("walker2d-morph-xcurate", "thigh_geom") == pytest.approx([1.05, 0.35])
+    assert "xcurate's earlier" in get_domain("ant-morph-xcurate").description
+
+
+def test_odrl_morphology_variants():
+    # HalfCheetah thigh: thigh segments from the hip to the published ends, shins attached there
+    ends = {"easy": ((0.11, -0.11), (-0.09, -0.1)), "medium": ((0.08, -0.08), (-0.07, -0.08)),
+            "hard": ((0.02, -0.02), (-0.04, -0.05))}
+    for lv, (back, front) in ends.items():
+        name = f"halfcheetah-morph-thigh-{lv}"
+        m = _model(name)
+        d = mujoco.MjData(m)
+        mujoco.mj_forward(m, d)
+        for leg, hip, end in (("b", np.array([-0.5, 0, 0.7]), back), ("f", np.array([0.5, 0, 0.7]), front)):
+            a, b, _ = _segment(name, f"{leg}thigh")
+            got = sorted([tuple(np.round(a - hip, 6)), tuple(np.round(b - hip, 6))])
+            assert got == sorted([(0.0, 0.0, 0.0), (end[0], 0.0, end[1])])
+            shin = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, f"{leg}shin")
+            np.testing.assert_allclose(d.xpos[shin] - hip, [end[0], 0, end[1]], atol=1e-9)
+    # Walker2d and Hopper torso: top 1.45 -> 1.53/1.69/1.85, radius .05 -> .075/.1/.125, bottom (hip) kept
+    for lv, top, r in (("easy", 1.53, 0.075), ("medium", 1.69, 0.1), ("hard", 1.85, 0.125)):
+        for robot in ("walker2d", "hopper"):
+            name = f"{robot}-morph-torso-{lv}"
+            assert _zs(name, "torso_geom") == pytest.approx([top, 1.05]), name
+            assert _segment(name, "torso_geom")[2] == pytest.approx(r), name
+        # the earlier hopper torso (length only) lives on as torsolength
+        assert _zs(f"hopper-morph-torsolength-{lv}", "torso_geom") == pytest.approx([top, 1.05])
+        assert _segment(f"hopper-morph-torsolength-{lv}", "torso_geom")[2] == pytest.approx(0.05)
+    # Ant halflegs: front lower legs only
+    src = _model("ant")
+    for lv, length in (("easy", 0.32), ("medium", 0.2), ("hard", 0.08)):
+        m = _model(f"ant-morph-halflegs-{lv}")
+        for g in ("left_ankle_geom", "right_ankle_geom"):
+            assert 2 * m.geom_size[_geom(m, g), 1] == pytest.approx(length * math.sqrt(2))
+        for g in ("third_ankle_geom", "fourth_ankle_geom"):
+            assert m.geom_size[_geom(m, g), 1] == pytest.approx(src.geom_size[_geom(src, g), 1])
+    for name in ("hopper-morph-torso-easy", "walker2d-morph-torso-hard", "ant-morph-halflegs-medium",
+                 "halfcheetah-morph-thigh-hard", "halfcheetah-morph-otdf"):
+        assert "ODRL" in get_domain(name).description or "OTDF" in get_domain(name).description

@@ -256,7 +256,10 @@ def curate(store: Any, recipe: str, drop_unkept: bool = False, **options: Any) -
     Args:
         store: a :class:`~xcurate.scoring.store.Store` or its directory.
         recipe: one of :data:`RECIPES`.
-        drop_unkept: if True, rows with ``keep == False`` are removed (default: kept, flagged).
+        drop_unkept: if True, rows with ``keep == False`` are removed (default: kept, flagged), and
+            the last row of every contiguous run that is left is marked as a timeout (a cut, never
+            a termination; ``extras["cut"]``, :meth:`TransitionDataset.mark_cuts`), so that readers
+            which take next observations from the next row never cross a gap.
         **options: recipe options (e.g. ``proportion=0.8``, ``xi=0.5``, ``where="knn_score > -1"``).
 
     Returns:
@@ -295,8 +298,8 @@ def curate(store: Any, recipe: str, drop_unkept: bool = False, **options: Any) -
         next_observations=src.next_observations, terminals=src.terminals, timeouts=src.timeouts,
         episode_ids=src.episode_ids, steps=src.steps, transition_ids=src.transition_ids,
         qpos=src.qpos, qvel=src.qvel, extras=extras, metadata=md, source=f"{st.dir}#{recipe}")
-    if drop_unkept:
-        out = out.select(keep)
+    if drop_unkept:  # the gaps left by dropped rows are marked as timeouts (cuts) for foreign readers
+        out = out.select(keep).mark_cuts()
     return out
 
 

@@ -110,13 +110,17 @@ def register(app: typer.Typer) -> None:
                                                      help="Force the input format (hdf5|parquet|minari|cs285)."),
                 drop_nonfinite: bool = typer.Option(False, "--drop-nonfinite",
                                                     help="Drop NaN/Inf rows instead of failing."),
+                keep_contact_dims: bool = typer.Option(False, "--keep-contact-dims",
+                                                       help="Keep the 84 contact-force dims of 111-dim Ant data "
+                                                            "(default: dropped when all zero, else refused)."),
                 ) -> None:
         """Convert a dataset between formats (lossless; writes a manifest with the input's hash)."""
         from xcurate.datasets.io import load_dataset, manifest_path, resolve_spec, save_dataset
 
         t0 = time.perf_counter()
         in_path = resolve_spec(src)
-        ds = load_dataset(src, in_format, on_nonfinite="drop" if drop_nonfinite else "error")
+        ds = load_dataset(src, in_format, on_nonfinite="drop" if drop_nonfinite else "error",
+                          keep_contact_dims=keep_contact_dims)
         t1 = time.perf_counter()
         out = save_dataset(ds, dst, format, inputs={"input": str(in_path.resolve())},
                            config={"command": "datasets convert", "input": src, "output": dst,

@@ -10,7 +10,8 @@ INTERFACE (stable; other modules rely on it):
     Domain.make_env(**kwargs) -> gymnasium.Env    # v5 env with this domain's dynamics
     Domain.make_model() -> mujoco.MjModel         # the same dynamics, raw MuJoCo
     Domain.references -> (j_random, j_expert) or None
-    Domain.normalize(returns) -> 100 * (J - J_random) / (J_expert - J_random)
+    Domain.normalize(returns, reference="measured") -> 100 * (J - J_random) / (J_expert - J_random)
+    Domain.references_in(reference) -> (J_min, J_max) of a reference set or None
 
 Additions (this module): ``Domain.edits`` (hashable tuple of XML edit operations, see
 :mod:`xcurate.datasets.xml_edits`), ``Domain.xml_path()`` (the edited XML, written lazily to
@@ -29,17 +30,24 @@ Families (ODRL levels; REFERENCE §5):
   width is x f) on HalfCheetah ``footjnt``/``thighjnt`` (both legs), Hopper ``footjnt``/``legjnt``,
   Walker2d ``footjnt``/``thighjnt`` (both legs), Ant ``anklejnt``/``hipjnt`` (all four legs).
 - ``{robot}-morph-{part}-{easy,medium,hard}`` - body sizes: HalfCheetah ``torso`` half-length
-  .5 -> .4/.25/.1 (legs and head re-attached at the new torso ends); Hopper ``torso`` length
-  x 1.2/1.6/2.0 (hip kept, torso extends upward) and ``foot`` length x 0.8/0.6/0.4; Walker2d
-  ``thigh`` 0.45 -> 0.55/0.70/0.85 with the shin 0.5 -> 0.4/0.25/0.1 (both legs, total leg
-  length kept); Ant ``alllegs`` lower legs .4 -> .32/.2/.08.
+  .5 -> .4/.25/.1 (legs and head re-attached at the new torso ends) and ODRL's ``thigh`` (both
+  thighs become segments from the hip, shins re-attached at their ends); Hopper ``torso`` length
+  x 1.2/1.6/2.0 and radius .05 -> .075/.1/.125 (ODRL; hip kept, torso extends upward),
+  ``torsolength`` (xcurate's earlier torso: length only) and ``foot`` length x 0.8/0.6/0.4; Walker2d
+  ``thigh`` 0.45 -> 0.55/0.70/0.85 with the shin 0.5 -> 0.4/0.25/0.1 (both legs, total leg length
+  kept) and ODRL's ``torso`` (as Hopper's); Ant ``alllegs`` lower legs .4 -> .32/.2/.08 and ODRL's
+  ``halflegs`` (the two front lower legs only).
 - ``{robot}-kinematic-otdf`` - the OTDF/VGDF/DVDF kinematic shift (HalfCheetah back thigh range
   x 0.01; Hopper thigh lower bound x 0.001 and foot x 0.4; Walker2d right foot x 0.01; Ant front
   hips x 0.01).
-- ``{robot}-morph-otdf`` - xcurate's own definition on the body parts the OTDF-line papers name
-  (their factors are not published in the reference): HalfCheetah both thigh capsules half as
-  long; Hopper torso ("head") radius and length x 1.5; Walker2d right thigh 0.45 -> 0.70 with
-  right shin 0.5 -> 0.25; Ant two front lower legs x 0.5.
+- ``{robot}-morph-otdf`` - OTDF's published morphology geometry (REFERENCE §9, its
+  ``envs/assets/*_morph.xml``) edited into Gymnasium's XMLs: HalfCheetah thighs ~0 long with
+  shortened shins and back foot; Hopper torso radius .05 -> .125 and thigh radius .05 -> .04;
+  Walker2d right thigh 0.45 -> 0.005 and right shin 0.5 -> 0.745 (OTDF's global coordinates
+  converted to Gymnasium's local ones); Ant two front lower legs .4 -> .1.
+- ``{robot}-morph-xcurate`` - xcurate's earlier ``-morph-otdf`` (made before OTDF's geometry was
+  known): HalfCheetah both thigh capsules half as long; Hopper torso radius and length x 1.5;
+  Walker2d right thigh 0.45 -> 0.70 with right shin 0.5 -> 0.25; Ant two front lower legs x 0.5.
 """
 
 from __future__ import annotations
@@ -85,6 +93,7 @@ KINEMATIC_PARTS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 _ANT_LOWER_LEGS = ("left_ankle_geom", "right_ankle_geom", "third_ankle_geom", "fourth_ankle_geom")
+_ANT_FRONT_LOWER_LEGS = ("left_ankle_geom", "right_ankle_geom")
 _HOPPER_TORSO_HALF = 0.19999999999999996  # torso_geom half-length in hopper.xml
 
 
@@ -116,21 +125,70 @@ def _ant_legs(length: float, geoms: tuple[str, ...] = _ANT_LOWER_LEGS) -> tuple[
     return tuple(("scale_vec", "geom", g, "fromto", length / 0.4) for g in geoms)
 
 
+def _capsule_fromto(geom: str, end: tuple[float, float], radius: str = ".046") -> tuple[tuple, ...]:
+    """Redefine a HalfCheetah capsule as the segment from its body origin to ``end`` = (x, z)."""
+    return (("set_attr", "geom", geom, "pos", None), ("set_attr", "geom", geom, "axisangle", None),
+            ("set_attr", "geom", geom, "fromto", f"0 0 0 {end[0]:g} 0 {end[1]:g}"),
+            ("set_attr", "geom", geom, "size", radius))
+
+
+def _cheetah_thighs(back: tuple[float, float], front: tuple[float, float]) -> tuple[tuple, ...]:
+    """ODRL's HalfCheetah ``thigh`` variant: thighs as segments from the hip, shins at their ends."""
+    return (_capsule_fromto("bthigh", back) + (("set_attr", "body", "bshin", "pos", f"{back[0]:g} 0 {back[1]:g}"),)
+            + _capsule_fromto("fthigh", front)
+            + (("set_attr", "body", "fshin", "pos", f"{front[0]:g} 0 {front[1]:g}"),))
+
+
+#: OTDF's published HalfCheetah morphology (REFERENCE §9): back thigh ~0 long, back shin a segment
+#: to (-.13, -.15) with the foot there and 0.07 long; front thigh ~0 long, front shin a segment to
+#: (.01, -.16) with the foot there.
+_CHEETAH_OTDF = (_capsule_fromto("bthigh", (-0.0001, -0.0001))
+                 + (("set_attr", "body", "bshin", "pos", "-0.0001 0 -0.0001"),)
+                 + _capsule_fromto("bshin", (-0.13, -0.15))
+                 + (("set_attr", "body", "bfoot", "pos", "-0.13 0 -0.15"),
+                    ("set_attr", "geom", "bfoot", "size", "0.046 0.07"))
+                 + _capsule_fromto("fthigh", (0.0001, 0.0001))
+                 + (("set_attr", "body", "fshin", "pos", "0.0001 0 0.0001"),)
+                 + _capsule_fromto("fshin", (0.01, -0.16))
+                 + (("set_attr", "body", "ffoot", "pos", "0.01 0 -0.16"),))
+
+#: ODRL torso radius factors (0.05 -> 0.075 / 0.1 / 0.125) and length factors per level.
+_TORSO_LEVELS = (("easy", 1.2, 1.5), ("medium", 1.6, 2.0), ("hard", 2.0, 2.5))
+
 #: Morphology parts -> level -> (edits, description).
 MORPH_PARTS: dict[str, dict[str, dict[str, tuple[tuple, str]]]] = {
-    "halfcheetah": {"torso": {lv: (_cheetah_torso(h), f"torso half-length 0.5 -> {h} (legs, head re-attached)")
-                              for lv, h in (("easy", 0.4), ("medium", 0.25), ("hard", 0.1))}},
+    "halfcheetah": {
+        "torso": {lv: (_cheetah_torso(h), f"torso half-length 0.5 -> {h} (legs, head re-attached)")
+                  for lv, h in (("easy", 0.4), ("medium", 0.25), ("hard", 0.1))},
+        "thigh": {lv: (_cheetah_thighs(b, f), f"thighs become segments from the hip to back {b} / front {f} "
+                                              "(x, z), shins re-attached there [ODRL]")
+                  for lv, b, f in (("easy", (0.11, -0.11), (-0.09, -0.1)), ("medium", (0.08, -0.08), (-0.07, -0.08)),
+                                   ("hard", (0.02, -0.02), (-0.04, -0.05)))},
+    },
     "hopper": {
-        "torso": {lv: (_hopper_torso(f), f"torso length x {f} (hip kept, extends upward)")
-                  for lv, f in (("easy", 1.2), ("medium", 1.6), ("hard", 2.0))},
+        "torso": {lv: (_hopper_torso(f, rf), f"torso length x {f}, radius 0.05 -> {0.05 * rf:g} "
+                                             "(hip kept, extends upward) [ODRL]")
+                  for lv, f, rf in _TORSO_LEVELS},
+        "torsolength": {lv: (_hopper_torso(f), f"torso length x {f}, radius kept (hip kept, extends upward) "
+                                               "[xcurate's earlier hopper-morph-torso]")
+                        for lv, f, _ in _TORSO_LEVELS},
         "foot": {lv: ((("scale_vec", "geom", "foot_geom", "size", (None, f)),), f"foot length x {f}")
                  for lv, f in (("easy", 0.8), ("medium", 0.6), ("hard", 0.4))},
     },
-    "walker2d": {"thigh": {lv: (_walker_leg(t, s), f"thighs 0.45 -> {t}, shins 0.5 -> {s} (both legs)")
-                           for lv, t, s in (("easy", 0.55, 0.40), ("medium", 0.70, 0.25),
-                                            ("hard", 0.85, 0.10))}},
-    "ant": {"alllegs": {lv: (_ant_legs(v), f"all four lower legs 0.4 -> {v}")
-                        for lv, v in (("easy", 0.32), ("medium", 0.2), ("hard", 0.08))}},
+    "walker2d": {
+        "thigh": {lv: (_walker_leg(t, s), f"thighs 0.45 -> {t}, shins 0.5 -> {s} (both legs)")
+                  for lv, t, s in (("easy", 0.55, 0.40), ("medium", 0.70, 0.25), ("hard", 0.85, 0.10))},
+        # the walker torso capsule has the same half-length (0.2) as the hopper's
+        "torso": {lv: (_hopper_torso(f, rf), f"torso top 1.45 -> {1.05 + 0.4 * f:.2f} (length x {f}), "
+                                             f"radius 0.05 -> {0.05 * rf:g} (hip kept) [ODRL]")
+                  for lv, f, rf in _TORSO_LEVELS},
+    },
+    "ant": {
+        "alllegs": {lv: (_ant_legs(v), f"all four lower legs 0.4 -> {v}")
+                    for lv, v in (("easy", 0.32), ("medium", 0.2), ("hard", 0.08))},
+        "halflegs": {lv: (_ant_legs(v, _ANT_FRONT_LOWER_LEGS), f"two front lower legs 0.4 -> {v} [ODRL]")
+                     for lv, v in (("easy", 0.32), ("medium", 0.2), ("hard", 0.08))},
+    },
 }
 
 #: The OTDF/VGDF/DVDF kinematic shifts (REFERENCE §5).
@@ -142,14 +200,28 @@ KINEMATIC_OTDF: dict[str, tuple[tuple[tuple, ...], str]] = {
     "ant": ((("joint_range", ("hip_1", "hip_2"), 0.01, 0.01),), "front hip joint ranges x 0.01"),
 }
 
-#: xcurate's morphology variant on the parts named by the OTDF line of papers.
+#: OTDF's published morphology targets (its ``envs/assets/*_morph.xml``, REFERENCE §9), edited into
+#: Gymnasium's local-coordinate XMLs. Walker2d: OTDF's global right thigh 1.05 -> 1.045 (0.005 long)
+#: and right leg 1.045 -> 0.3 (0.745 long), foot at z 0.3, in local offsets.
 MORPH_OTDF: dict[str, tuple[tuple[tuple, ...], str]] = {
+    "halfcheetah": (_CHEETAH_OTDF, "both thighs ~0 long; back shin (0,0)->(-.13,-.15) with the back foot there, "
+                                   "0.094 -> 0.07 long; front shin (0,0)->(.01,-.16) with the front foot there"),
+    "hopper": ((("set_vec", "geom", "torso_geom", "size", 0, 0.125),
+                ("set_vec", "geom", "thigh_geom", "size", 0, 0.04)),
+               "torso radius 0.05 -> 0.125, thigh radius 0.05 -> 0.04 (lengths kept)"),
+    "walker2d": (_walker_leg(0.005, 0.745, sides=("",)),
+                 "right thigh 0.45 -> 0.005, right shin 0.5 -> 0.745 (right leg 0.2 shorter; left leg kept)"),
+    "ant": (_ant_legs(0.1, _ANT_FRONT_LOWER_LEGS), "two front lower legs 0.4 -> 0.1"),
+}
+
+#: xcurate's earlier ``-morph-otdf`` definition (kept as ``{robot}-morph-xcurate``).
+MORPH_XCURATE: dict[str, tuple[tuple[tuple, ...], str]] = {
     "halfcheetah": ((("scale_vec", "geom", "bthigh", "size", (None, 0.5)),
                      ("scale_vec", "geom", "fthigh", "size", (None, 0.5))),
                     "both thigh capsules half as long (attachments kept)"),
-    "hopper": (_hopper_torso(1.5, 1.5), "torso ('head') radius x 1.5, length x 1.5"),
+    "hopper": (_hopper_torso(1.5, 1.5), "torso ('head') radius and length x 1.5"),
     "walker2d": (_walker_leg(0.70, 0.25, sides=("",)), "right thigh 0.45 -> 0.70, right shin 0.5 -> 0.25"),
-    "ant": (_ant_legs(0.2, ("left_ankle_geom", "right_ankle_geom")), "two front lower legs 0.4 -> 0.2"),
+    "ant": (_ant_legs(0.2, _ANT_FRONT_LOWER_LEGS), "two front lower legs 0.4 -> 0.2"),
 }
 
 
@@ -252,12 +324,29 @@ class Domain:
             return None
         return float(rec["j_random"]), float(rec["j_expert"])
 
-    def normalize(self, returns: np.ndarray | float) -> np.ndarray | float:
-        """Normalised score 100 (J - J_random) / (J_expert - J_random)."""
-        ref = self.references
-        if ref is None:
-            raise ConfigError(f"domain {self.name!r} has no reference returns")
-        lo, hi = ref
+    def references_in(self, reference: str = "measured") -> tuple[float, float] | None:
+        """(J_min, J_max) of this domain in a reference set (``measured``, ``odrl``, ``otdf``, ``d4rl``), or None.
+
+        See :mod:`xcurate.datasets.reference_sets`.
+        """
+        from xcurate.datasets.reference_sets import set_references
+
+        return set_references(self, reference)
+
+    def normalize(self, returns: np.ndarray | float, reference: str = "measured") -> np.ndarray | float:
+        """Normalised score 100 (J - J_min) / (J_max - J_min) in a reference set.
+
+        Args:
+            returns: undiscounted returns.
+            reference: ``measured`` (default: J_random / J_expert measured in this domain),
+                ``odrl``, ``otdf`` or ``d4rl`` (the published benchmarks' values).
+
+        Raises:
+            ConfigError: one line where the set has no values for this domain.
+        """
+        from xcurate.datasets.reference_sets import require_references
+
+        lo, hi = require_references(self, reference)
         return 100.0 * (np.asarray(returns) - lo) / (hi - lo)
 
 
@@ -330,14 +419,25 @@ def _build_registry() -> dict[str, Domain]:
                            edits=(("joint_range", joints, fac, fac),)))
         for part, levels in MORPH_PARTS[r].items():
             for lv, (edits, desc) in levels.items():
+                params: dict[str, Any] = {"part": part}
+                if r == "hopper" and part == "torso":
+                    params["note"] = ("changed: now ODRL's torso (radius scaled too); the earlier length-only "
+                                      f"definition is hopper-morph-torsolength-{lv}")
                 add(Domain(name=f"{r}-morph-{part}-{lv}", robot=r, family="morph", level=lv,
-                           description=desc, params={"part": part}, edits=edits))
+                           description=desc, params=params, edits=edits))
         edits, desc = KINEMATIC_OTDF[r]
         add(Domain(name=f"{r}-kinematic-otdf", robot=r, family="kinematic", level="otdf",
                    description=desc, params={"variant": "otdf"}, edits=edits))
         edits, desc = MORPH_OTDF[r]
         add(Domain(name=f"{r}-morph-otdf", robot=r, family="morph", level="otdf",
-                   description=desc + " [xcurate's definition]", params={"variant": "otdf"}, edits=edits))
+                   description=desc + " [OTDF's published geometry]",
+                   params={"variant": "otdf", "note": "changed: now OTDF's published geometry; xcurate's earlier "
+                                                      f"definition of this name is {r}-morph-xcurate"},
+                   edits=edits))
+        edits, desc = MORPH_XCURATE[r]
+        add(Domain(name=f"{r}-morph-xcurate", robot=r, family="morph", level="xcurate",
+                   description=desc + " [xcurate's earlier -morph-otdf]", params={"variant": "xcurate"},
+                   edits=edits))
     return reg
 
 

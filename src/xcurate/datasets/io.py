@@ -159,7 +159,7 @@ def _dataset_root_of(p: Path) -> Path:
 
 
 def load_dataset(path_or_id: str | Path, format: str | None = None, *, on_nonfinite: str = "error",
-                 max_episode_steps: int = 1000) -> TransitionDataset:
+                 max_episode_steps: int = 1000, keep_contact_dims: bool = False) -> TransitionDataset:
     """Load a dataset from a file, a folder, a dataset id or ``minari:<id>``.
 
     Args:
@@ -171,6 +171,10 @@ def load_dataset(path_or_id: str | Path, format: str | None = None, *, on_nonfin
             records the count in ``metadata["xcurate_dropped_nonfinite"]``.
         max_episode_steps: CS285 pickles only: a ``terminal`` flag on the last step of a path
             this long is a time-limit cut (stored as a timeout), not a real termination.
+        keep_contact_dims: keep 111-dim Ant observations (gym v2/v3: Gymnasium v5's 27 dims then
+            84 contact-force dims) as they are. By default they are reduced to the 27-dim v5
+            layout when the 84 dims are exactly zero (mujoco-py 2.x data; recorded in
+            ``metadata["xcurate_obs_layout"]``, one ``warning:`` line) and refused otherwise.
 
     Returns:
         A validated :class:`TransitionDataset` whose ``source`` is the resolved path.
@@ -196,6 +200,7 @@ def load_dataset(path_or_id: str | Path, format: str | None = None, *, on_nonfin
     except (OSError, KeyError, ValueError, TypeError, IndexError) as e:
         msg = str(e).splitlines()[0] if str(e) else ""
         raise DataError(f"{p}: cannot read {fmt} dataset ({type(e).__name__}: {msg})") from None
+    ds = foreign_obs_layout(ds, keep_contact_dims=keep_contact_dims, where=p)
     if on_nonfinite == "drop":
         ds.validate(require_finite=False)
         mask = ds.finite_mask()
@@ -206,6 +211,59 @@ def load_dataset(path_or_id: str | Path, format: str | None = None, *, on_nonfin
             ds.metadata = md
     ds.validate()
     return ds
+
+
+#: gym v2/v3 Ant observations: Gymnasium v5's 27 dims followed by 84 contact-force dims (cfrc_ext).
+ANT_CONTACT_LAYOUT = {"obs_dim": 111, "act_dim": 8, "keep": 27}
+_KEPT_LAYOUT = "ant-111 (contact dims kept)"
+
+
+def foreign_obs_layout(ds: TransitionDataset, keep_contact_dims: bool = False,
+                       where: str | Path | None = None) -> TransitionDataset:
+    """Bring a known foreign observation layout to Gymnasium v5's (called by :func:`load_dataset`).
+
+    111-dim Ant data (ODRL, OTDF, D4RL: gym v2/v3 envs) hold the 27 v5 dims followed by 84
+    contact-force dims, which mujoco-py 2.x leaves at exactly zero. Where every one of them is
+    zero (in ``observations`` and ``next_observations``) they are dropped: the result has the
+    27-dim v5 layout, ``metadata["xcurate_obs_layout"]`` records the change, and one
+    ``warning:`` line says so. Non-zero contact dims raise :class:`DataError` naming
+    ``keep_contact_dims``, which keeps all 111 dims (recorded in the metadata, so that a file
+    written from such a dataset loads again without the option).
+    """
+    lay = ANT_CONTACT_LAYOUT
+    if (ds.obs_dim, ds.act_dim) != (lay["obs_dim"], lay["act_dim"]):
+        return ds
+    if ds.metadata.get("xcurate_obs_layout") == _KEPT_LAYOUT:
+        return ds
+    src = where or ds.source
+    if keep_contact_dims:
+        ds.metadata = {**ds.metadata, "xcurate_obs_layout": _KEPT_LAYOUT}
+        return ds
+    k = lay["keep"]
+    tail = np.concatenate([ds.observations[:, k:], ds.next_observations[:, k:]])
+    nonzero = tail != 0
+    if nonzero.any():
+        rows = int(nonzero.reshape(2, len(ds), -1).any(axis=(0, 2)).sum())
+        biggest = float(np.nanmax(np.abs(np.where(np.isfinite(tail), tail, 0.0))))
+        raise DataError(f"{src}: 111-dim Ant observations with non-zero contact forces in dims {k}-110 "
+                        f"({rows} of {len(ds)} rows, max |x| {biggest:.3g}) cannot become Gymnasium v5's "
+                        f"{k}-dim layout; pass keep_contact_dims=True to load_dataset (CLI: xcurate datasets "
+                        "convert --keep-contact-dims) to keep all 111 dims")
+    md = dict(ds.metadata)
+    md["xcurate_obs_layout"] = (f"ant-111 -> gymnasium-v5 {k} dims: dropped dims {k}-110 "
+                                "(84 contact-force dims, all exactly zero)")
+    out = TransitionDataset(
+        observations=np.ascontiguousarray(ds.observations[:, :k]), actions=ds.actions, rewards=ds.rewards,
+        next_observations=np.ascontiguousarray(ds.next_observations[:, :k]), terminals=ds.terminals,
+        timeouts=ds.timeouts, episode_ids=ds.episode_ids, steps=ds.steps, transition_ids=ds.transition_ids,
+        qpos=ds.qpos, qvel=ds.qvel, extras=ds.extras, metadata=md, source=ds.source)
+    from xcurate.console import make_console
+
+    make_console(stderr=True).print(
+        f"[yellow]warning:[/] {src}: 111-dim Ant observations (gym v2/v3 layout) with all-zero contact-force dims "
+        f"{k}-110 were reduced to Gymnasium v5's {k} dims (metadata xcurate_obs_layout)",
+        highlight=False, soft_wrap=True)
+    return out
 
 
 def save_dataset(ds: TransitionDataset, path: str | Path, format: str | None = None, *,

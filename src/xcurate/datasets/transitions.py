@@ -201,6 +201,44 @@ class TransitionDataset:
             extras={k: v[index] for k, v in self.extras.items()}, metadata=dict(self.metadata),
             source=self.source)
 
+    def cut_mask(self) -> np.ndarray:
+        """(N,) bool: rows after which the file's next row is *not* the next step of the same episode.
+
+        True where a row is neither a terminal nor a timeout and the following row (if any) belongs
+        to another episode, is not the next step, or does not start at this row's next observation.
+        Readers that rebuild next observations from row i+1 (``d4rl.qlearning_dataset``, d3rlpy's
+        ``MDPDataset``, the ODRL/OTDF loaders) would pair such a row with a state it never reached.
+        """
+        n = len(self)
+        ends = self.terminals.astype(bool) | self.timeouts.astype(bool)
+        follows = np.zeros(n, bool)
+        if n > 1:
+            same = self.episode_ids[1:] == self.episode_ids[:-1]
+            nxt = self.steps[1:] == self.steps[:-1] + 1
+            obs_eq = np.all(self.next_observations[:-1] == self.observations[1:], axis=1)
+            follows[:-1] = same & nxt & obs_eq
+        return ~ends & ~follows
+
+    def mark_cuts(self) -> TransitionDataset:
+        """A copy where every :meth:`cut_mask` row is marked as a **timeout** (a cut, never a termination).
+
+        Real terminals and timeouts are kept as they are; the marked rows are listed in
+        ``extras["cut"]`` (bool) and counted in ``metadata["xcurate_cuts"]``. ``next_observations``
+        are unchanged, so readers that use them see the same transitions as before, and readers
+        that rebuild them from row i+1 stop at every cut.
+        """
+        cut = self.cut_mask()
+        extras = dict(self.extras)
+        extras["cut"] = cut | (np.asarray(extras["cut"], bool) if "cut" in extras else False)
+        md = dict(self.metadata)
+        md["xcurate_cuts"] = int(extras["cut"].sum())
+        return TransitionDataset(
+            observations=self.observations, actions=self.actions, rewards=self.rewards,
+            next_observations=self.next_observations, terminals=self.terminals,
+            timeouts=self.timeouts.astype(bool) | cut, episode_ids=self.episode_ids, steps=self.steps,
+            transition_ids=self.transition_ids, qpos=self.qpos, qvel=self.qvel, extras=extras, metadata=md,
+            source=self.source)
+
     @staticmethod
     def concat(parts: list[TransitionDataset], renumber: bool = True,
                metadata: dict[str, Any] | None = None) -> TransitionDataset:

@@ -22,6 +22,8 @@ Operations (element lookup is by tag and ``name`` attribute):
   (``size``, ``fromto``, ``pos``) component-wise (a scalar factor applies to all components;
   ``None`` leaves a component as is).
 - ``("set_vec", tag, name, attr, index, value)``: set one component of a vector attribute.
+- ``("set_attr", tag, name, attr, value)``: set an attribute to a string (``None`` removes it, e.g.
+  a capsule's ``pos``/``axisangle`` when it is redefined by ``fromto``).
 """
 
 from __future__ import annotations
@@ -167,8 +169,20 @@ def _op_set_vec(root: ET.Element, tag: str, name: str, attr: str, index: int, va
     return [Change(tag, name, attr, old or "", new)]
 
 
+def _op_set_attr(root: ET.Element, tag: str, name: str, attr: str, value: str | None) -> list[Change]:
+    el = _find(root, tag, name)
+    old = el.get(attr)
+    if value is None:
+        if old is None:
+            return []
+        del el.attrib[attr]
+        return [Change(tag, name, attr, old, "(removed)")]
+    el.set(attr, value)
+    return [Change(tag, name, attr, old or "", value)]
+
+
 _OPS: dict[str, Any] = {"friction": _op_friction, "gravity": _op_gravity, "joint_range": _op_joint_range,
-                        "scale_vec": _op_scale_vec, "set_vec": _op_set_vec}
+                        "scale_vec": _op_scale_vec, "set_vec": _op_set_vec, "set_attr": _op_set_attr}
 
 
 def apply_edits(root: ET.Element, edits: tuple[tuple, ...]) -> list[Change]:

@@ -45,6 +45,8 @@ def train_cmd(
     log_every: int = typer.Option(1000, "--log-every", help="Write progress.csv every N updates."),
     checkpoint_every: int = typer.Option(10_000, "--checkpoint-every", help="Checkpoint every N updates."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    reference: str = typer.Option("measured", "--reference",
+                                  help="Normalisation reference set: measured, odrl, otdf or d4rl."),
 ) -> None:
     """Train weighted IQL on TARGET (+ curated SOURCE), evaluating in DOMAIN."""
     from xcurate.policy.runs import RunSpec, train
@@ -54,7 +56,8 @@ def train_cmd(
     spec = RunSpec(target=target, source=source, domain=domain, steps=steps, variant=variant,
                    overrides=_parse_sets(sets), seed=seed, n_seeds=seeds, eval_every=eval_every,
                    eval_episodes=eval_episodes, eval_max_steps=eval_max_steps, eval_source_domain=eval_source_domain,
-                   log_every=max(1, min(log_every, steps)), checkpoint_every=max(1, checkpoint_every))
+                   log_every=max(1, min(log_every, steps)), checkpoint_every=max(1, checkpoint_every),
+                   reference=reference)
     summary = train(spec, out, progress=progress)
     _print_summary(str(out), summary)
 
@@ -76,16 +79,21 @@ def evaluate_cmd(run: Path = typer.Argument(..., help="Run directory."),
                  episodes: int = typer.Option(10, "--episodes", help="Episodes per seed."),
                  max_steps: int | None = typer.Option(None, "--max-steps", help="Cap episode length."),
                  domain: str | None = typer.Option(None, "--domain",
-                                                   help="Evaluate here instead of the run's target domain.")) -> None:
+                                                   help="Evaluate here instead of the run's target domain."),
+                 reference: str | None = typer.Option(None, "--reference",
+                                                      help="Reference set: measured, odrl, otdf, d4rl "
+                                                           "(default: the run's).")) -> None:
     """Evaluate the last checkpoint of RUN in its target domain (or --domain), deterministic actions."""
     from xcurate.policy.runs import evaluate_run, read_config
 
-    sc = evaluate_run(run, episodes=episodes, max_steps=max_steps, domain=domain)
+    sc = evaluate_run(run, episodes=episodes, max_steps=max_steps, domain=domain, reference=reference)
     t = Table(title=f"evaluation of {run} ({episodes} episode(s) per seed)",
-              caption=f"domain: {domain or read_config(run)['spec']['domain']}")
+              caption=f"domain: {domain or read_config(run)['spec']['domain']}; "
+                      + (f"normalized score (reference: {sc.reference})" if sc.normalized else "raw returns"))
     t.add_column("seed")
     t.add_column("mean return")
-    t.add_column("score" if sc.normalized else "score (raw return: no reference returns)")
+    t.add_column(f"normalized score (reference: {sc.reference})" if sc.normalized
+                 else "score (raw return: no reference returns)")
     for i in range(len(sc.scores)):
         t.add_row(str(i), f"{sc.returns[i].mean():.1f}", f"{sc.scores[i]:.1f}")
     t.add_row("all", f"{sc.returns.mean():.1f}", f"{sc.mean:.1f} ± {sc.std:.1f}")
@@ -101,14 +109,15 @@ def runs_list(root: Path = typer.Argument(Path("."), help="Folder searched recur
     from xcurate.policy.runs import list_runs
 
     t = Table(title=f"runs under {root}")
-    for c in ("run", "domain", "variant", "source", "steps", "seeds", "last", "best"):
+    for c in ("run", "domain", "variant", "source", "steps", "seeds", "last", "best", "reference"):
         t.add_column(c, overflow="fold")
     for r in list_runs(root):
         sp, s = r["spec"], r["summary"]
         rel = Path(r["run"]).relative_to(root) if Path(r["run"]) != root else Path(".")
         t.add_row(str(rel), sp["domain"], sp["variant"], Path(sp["source"]).name if sp.get("source") else "-",
                   f"{s.get('steps_done', '-')}/{sp['steps']}", str(sp["n_seeds"]),
-                  _fmt(s.get("last_mean"), s.get("last_std")), _fmt(s.get("best_mean"), s.get("best_std")))
+                  _fmt(s.get("last_mean"), s.get("last_std")), _fmt(s.get("best_mean"), s.get("best_std")),
+                  str(s.get("reference") or ("-" if s.get("normalized") is False else "measured")))
     make_console().print(t)
 
 
@@ -128,7 +137,7 @@ def runs_show(run: Path = typer.Argument(..., help="Run directory.")) -> None:
     make_console().print(t)
     ev = read_evals(run)
     if ev:
-        e = Table(title="evaluations (score per seed)")
+        e = Table(title=f"evaluations (score per seed; reference: {conf['spec'].get('reference', 'measured')})")
         e.add_column("step")
         e.add_column("mean ± std")
         e.add_column("per seed")

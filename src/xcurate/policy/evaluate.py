@@ -3,8 +3,9 @@
 K policies (one per seed, stacked) act in K copies of the target environment in lock step, so one
 batched forward pass serves all seeds. Episode ``e`` of every seed starts from
 ``env.reset(seed=eval_seed + e)``: every evaluation of every seed sees the same initial states.
-Scores are normalised with :meth:`Domain.normalize` where the domain has reference returns;
-otherwise raw returns are reported and ``normalized`` is False.
+Scores are normalised with :meth:`Domain.normalize` in a reference set (``measured`` by default,
+or ``odrl``/``otdf``/``d4rl``, :mod:`xcurate.datasets.reference_sets`); where the measured set has
+no values for the domain, raw returns are reported and ``normalized`` is False.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class EvalScores:
     returns: np.ndarray  # (K, E) raw returns
     scores: np.ndarray  # (K,) mean over episodes of the normalised score (or raw return)
     normalized: bool  # False where the domain has no reference returns
+    reference: str | None = None  # the reference set of the normalised scores (None: raw returns)
 
     @property
     def mean(self) -> float:
@@ -95,13 +97,30 @@ class EvalScores:
         return float(self.scores.std())
 
 
-def score_returns(domain: Domain | str, returns: np.ndarray) -> EvalScores:
-    """Normalise (K, E) returns with the domain's references where it has them."""
+def score_returns(domain: Domain | str, returns: np.ndarray, reference: str = "measured",
+                  strict: bool = True) -> EvalScores:
+    """Normalise (K, E) returns in a reference set.
+
+    Args:
+        domain: the domain the returns were obtained in.
+        returns: (K, E) raw returns.
+        reference: ``measured`` (default), ``odrl``, ``otdf`` or ``d4rl``.
+        strict: a set other than ``measured`` that lacks the domain raises a one-line
+            :class:`~xcurate.errors.ConfigError`; with ``strict=False`` the measured set is used
+            instead. The measured set lacking the domain gives raw returns (``normalized=False``).
+    """
+    from xcurate.datasets.reference_sets import check_reference_set, require_references
+
     dom = get_domain(domain)
+    reference = check_reference_set(reference)
     returns = np.asarray(returns, dtype=np.float64)
-    if dom.references is None:
-        return EvalScores(returns, returns.mean(-1), False)
-    return EvalScores(returns, np.asarray(dom.normalize(returns)).mean(-1), True)
+    if reference != "measured" and (strict or dom.references_in(reference) is not None):
+        require_references(dom, reference)
+    elif dom.references is None:
+        return EvalScores(returns, returns.mean(-1), False, None)
+    else:
+        reference = "measured"
+    return EvalScores(returns, np.asarray(dom.normalize(returns, reference)).mean(-1), True, reference)
 
 
 def evaluate_trainer(trainer, domain: Domain | str, episodes: int, max_steps: int | None = None) -> EvalScores:

@@ -52,6 +52,7 @@ class RunSpec:
     eval_source_domain: str | None = None  # also evaluate in this domain (eval_source.csv, summary["source"])
     log_every: int = 1_000  # write progress.csv every N updates
     checkpoint_every: int = 10_000  # save checkpoints/last.pt every N updates
+    reference: str = "measured"  # normalisation reference set (xcurate.datasets.reference_sets)
 
 
 def _load(spec: str | TransitionDataset, what: str) -> TransitionDataset:
@@ -80,6 +81,11 @@ def build_trainer(spec: RunSpec, target: TransitionDataset | str,
     """Load data, validate everything that can be checked before training, build the trainer."""
     cfg = make_config(spec.variant, seed=spec.seed, n_seeds=spec.n_seeds, max_steps=max(1, spec.steps))
     cfg = cfg.with_overrides({k: str(v) for k, v in spec.overrides.items()})
+    from xcurate.datasets.domains import get_domain
+    from xcurate.datasets.reference_sets import check_reference_set, require_references
+
+    if check_reference_set(spec.reference) != "measured":
+        require_references(get_domain(spec.domain), spec.reference)  # before any training
     tgt = _load(target, "target")
     tgt.validate()
     check_layout(spec.domain, tgt, "target dataset")
@@ -197,14 +203,15 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     def do_eval() -> None:
         nonlocal t_eval
         te = time.time()
-        for domain, log, tag in ((spec.domain, elog, "eval_score"),
-                                 (spec.eval_source_domain, slog, "eval_source_score")):
+        for domain, log, tag, strict in ((spec.domain, elog, "eval_score", True),
+                                         (spec.eval_source_domain, slog, "eval_source_score", False)):
             if domain is None:
                 continue
             sc = score_returns(domain, run_episodes(trainer.act, domain, cfg.n_seeds, spec.eval_episodes,
-                                                    max_steps=spec.eval_max_steps))
+                                                    max_steps=spec.eval_max_steps), spec.reference, strict=strict)
             log.write([{"step": trainer.step, "seed": s, "return_mean": float(sc.returns[i].mean()),
-                        "score": float(sc.scores[i]), "normalized": int(sc.normalized)}
+                        "score": float(sc.scores[i]), "normalized": int(sc.normalized),
+                        "reference": sc.reference or "-"}
                        for i, s in enumerate(trainer.seeds)])
             if tb is not None:
                 for i, s in enumerate(trainer.seeds):
@@ -339,18 +346,26 @@ def summarize(run: str | os.PathLike, file: str = "eval.csv") -> dict[str, Any]:
     best = np.array([max(ev[t][s] for t in steps if s in ev[t]) for s in seeds])
     normalized = True
     with open(Path(run) / file, newline="") as fh:
-        normalized = all(r.get("normalized", "1") == "1" for r in csv.DictReader(fh))
+        rows = list(csv.DictReader(fh))
+    normalized = all(r.get("normalized", "1") == "1" for r in rows)
+    # eval.csv files written before reference sets existed were normalised with the measured set
+    refs = sorted({r.get("reference") or "measured" for r in rows}) if normalized else []
+    reference = ", ".join(refs) if refs else None
     return {"evaluations": len(steps), "last_step": steps[-1], "seeds": seeds,
-            "metric": "normalized score" if normalized else "raw return (domain has no reference returns)",
-            "normalized": normalized,
+            "metric": (f"normalized score (reference: {reference})" if normalized
+                       else "raw return (domain has no reference returns)"),
+            "normalized": normalized, "reference": reference,
             "last_mean": float(last.mean()), "last_std": float(last.std()),
             "best_mean": float(best.mean()), "best_std": float(best.std()),
             "last_per_seed": last.tolist(), "best_per_seed": best.tolist()}
 
 
 def evaluate_run(run: str | os.PathLike, episodes: int = 10, max_steps: int | None = None,
-                 domain: str | None = None) -> EvalScores:
-    """Evaluate the last checkpoint of a run on its domain, or on ``domain`` (on demand, not logged)."""
+                 domain: str | None = None, reference: str | None = None) -> EvalScores:
+    """Evaluate the last checkpoint of a run on its domain, or on ``domain`` (on demand, not logged).
+
+    ``reference``: the normalisation reference set (default: the run's, else ``measured``).
+    """
     from xcurate.policy.iql import GaussianActor
 
     conf = read_config(run)
@@ -375,7 +390,8 @@ def evaluate_run(run: str | os.PathLike, episodes: int = 10, max_steps: int | No
         x = torch.as_tensor((np.asarray(o, np.float32) - mean) / std).view(cfg.n_seeds, 1, obs_dim)
         return actor.mean(x).view(cfg.n_seeds, act_dim).numpy()
 
-    return score_returns(domain, run_episodes(act, domain, cfg.n_seeds, episodes, max_steps=max_steps))
+    reference = reference or conf["spec"].get("reference") or "measured"
+    return score_returns(domain, run_episodes(act, domain, cfg.n_seeds, episodes, max_steps=max_steps), reference)
 
 
 def list_runs(root: str | os.PathLike) -> list[dict[str, Any]]:
