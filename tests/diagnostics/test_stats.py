@@ -84,3 +84,28 @@ def test_claim_check_and_plot(tmp_path):
     assert any("fewer than 5 runs" in n for n in c3.notes)
     png = plot_intervals(interval_estimates(d, reps=200), tmp_path / "ci.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_experiment_statistics_table(tmp_path):
+    """benchmarks/run_experiment.py: IQM table, claim check, regret and CI plot from results rows."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "run_experiment.py"
+    spec = importlib.util.spec_from_file_location("run_experiment", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    means = {"target-only": 30, "none": 50, "oracle": 80, "random": 49, "otdf": 65}
+    results = [{"task": t, "arm": a, "variant": "iql", "seeds": list(range(5)),
+                "last_per_seed": (m + rng.normal(0, 1, 5)).tolist(), "last_mean": m, "last_std": 1.0}
+               for t in ("t1", "t2") for a, m in means.items()]
+    tasks, arrays = mod.score_arrays(results)
+    assert tasks == ["t1", "t2"] and arrays["oracle"].shape == (5, 2)
+    lines = mod.stats_lines(results, tmp_path, reps=200)
+    table = {ln.split("|")[1].strip(): ln for ln in lines if ln.startswith("| ") and "IQM" not in ln}
+    assert "**yes**" in table["oracle"] and "**yes**" in table["otdf"] and "| no |" in table["random"]
+    # otdf's regret ~ (65 - 50) / (80 - 50) = 0.5
+    reg = float(table["otdf"].split("|")[-2].split("[")[0])
+    assert reg == pytest.approx(0.5, abs=0.05)
+    assert (tmp_path / "ci.png").exists()
