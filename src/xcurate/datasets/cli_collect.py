@@ -1,4 +1,4 @@
-"""CLI: ``xcurate collect``, ``xcurate suite build|plan`` and ``xcurate policies list|evaluate``."""
+"""CLI: ``xcurate collect``, ``xcurate suite build|plan`` and ``xcurate policies list|evaluate|train``."""
 
 from __future__ import annotations
 
@@ -152,6 +152,37 @@ def policies_evaluate(
     rets = evaluate(domain, spec, episodes=episodes, seed=seed)
     make_console().print(f"{spec} in {domain}: return {rets.mean():.1f} +/- {rets.std():.1f} over {episodes} episodes "
                   f"({', '.join(f'{r:.0f}' for r in rets)})", highlight=False)
+
+
+@policies_app.command("train")
+def policies_train(
+    domain: str = typer.Option(..., "--domain", help="Domain to train in (e.g. hopper-friction-0.5)."),
+    algo: str = typer.Option("sac", "--algo", help="sac | tqc (stable-baselines3 / sb3-contrib)."),
+    steps: str = typer.Option(..., "--steps", help="Total environment steps, e.g. 300000, 300k, 1e6 (a resumed "
+                                                   "run continues to this)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, manifest, policy.zip)."),
+    warm_start: str | None = typer.Option(None, "--warm-start",
+                                          help="Zoo agent of the same algorithm: sb3:PATH.zip, PATH.zip or "
+                                               "<algo>/<Env>-v3_1 under ../shared/policies/sb3-zoo."),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(10_000, "--checkpoint-every", help="Steps between checkpoints."),
+    learning_starts: int = typer.Option(10_000, "--learning-starts", help="Random steps before the first update."),
+    buffer_size: int = typer.Option(1_000_000, "--buffer-size", help="Replay buffer capacity."),
+    eval_episodes: int = typer.Option(5, "--eval-episodes", help="Deterministic evaluation episodes at the end."),
+) -> None:
+    """Train a SAC/TQC behaviour policy in a domain (resumable); load it as trained:OUT."""
+    from xcurate.datasets.train_policy import PolicyTrainConfig, parse_budget, train_policy
+
+    cfg = PolicyTrainConfig(domain=domain, algo=algo.lower(), steps=parse_budget(steps, "--steps"),
+                            warm_start=warm_start, seed=seed,
+                            checkpoint_every=checkpoint_every, learning_starts=learning_starts,
+                            buffer_size=buffer_size, eval_episodes=eval_episodes)
+    man = train_policy(cfg, out, log=lambda m: make_console().print(m, highlight=False))
+    ev = man.get("evaluation")
+    make_console().print(f"policy trained:{out} ({man['timesteps']:,} steps in {man['domain']}"
+                         + (f", return {ev['return_mean']:.1f} +/- {ev['return_std']:.1f}" if ev else "")
+                         + f"); collect with: xcurate collect --domain {man['domain']} --policy trained:{out} ...",
+                         highlight=False)
 
 
 def register(app: typer.Typer) -> None:
