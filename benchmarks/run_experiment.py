@@ -66,10 +66,31 @@ def ensure_datasets(task: str, source_q: str, target_q: str, source_size: int, t
     from xcurate.datasets.suite import SuiteConfig, build_suite
 
     robot = get_domain(task).robot
+    if source_q == "mixed":  # the data-lake case: unshifted robot + the robot's shifted domains, 3 policies
+        from xcurate.datasets.io import read_manifest
+        from xcurate.datasets.suite import default_targets
+
+        cfg = SuiteConfig(robots=[robot], shifts=[task], source_size=source_size, target_size=target_size,
+                          source_qualities=[], target_qualities=[target_q], mixed=True,
+                          mixed_domains=list(dict.fromkeys([*default_targets(robot), task])))
+        build_suite(cfg, progress=False, log=log)
+        src = f"{robot}/source/mixed-v0"
+        doms = (read_manifest(cfg_path(src)) or {}).get("metadata", {}).get("domains", [])
+        if task not in doms:
+            raise SystemExit(f"error: {src} was built without {task} (it mixes {', '.join(doms)}); "
+                             "use another XCURATE_DATA for this task")
+        return src, f"{task}/target/{target_q}-v0"
     cfg = SuiteConfig(robots=[robot], shifts=[task], source_size=source_size, target_size=target_size,
                       source_qualities=[source_q], target_qualities=[target_q])
     build_suite(cfg, progress=False, log=log)
     return f"{robot}/source/{source_q}-v0", f"{task}/target/{target_q}-v0"
+
+
+def cfg_path(dataset_id: str) -> Path:
+    """The data file of a dataset id under $XCURATE_DATA."""
+    from xcurate.datasets import ids
+
+    return ids.dataset_path(dataset_id)
 
 
 def parse_scorer_sets(items: list[str]) -> dict[str, dict]:
@@ -285,7 +306,10 @@ def main() -> None:
     p.add_argument("--recipes", default=",".join(DEFAULT_RECIPES))
     p.add_argument("--mode", choices=["paper", "static"], default="paper",
                    help="paper: per-batch normalisation variants; static: curated weight/keep columns.")
-    p.add_argument("--source-quality", default="medium")
+    p.add_argument("--source-quality", default="medium",
+                   help="random | medium | expert | medium-expert, or mixed: <robot>/source/mixed-v0 (the unshifted "
+                        "robot + its default shifted domains and the task's own dynamics, 10%% each, random/medium/"
+                        "expert policies; provenance per row)")
     p.add_argument("--target-quality", default="medium")
     p.add_argument("--source-size", type=int, default=1_000_000)
     p.add_argument("--target-size", type=int, default=5_000)
