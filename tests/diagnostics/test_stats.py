@@ -109,3 +109,18 @@ def test_run_experiment_statistics_table(tmp_path):
     reg = float(table["otdf"].split("|")[-2].split("[")[0])
     assert reg == pytest.approx(0.5, abs=0.05)
     assert (tmp_path / "ci.png").exists()
+
+
+def test_bootstrap_is_stratified_by_task():
+    """Runs are resampled within each task: two constant tasks give a zero-width IQM interval.
+
+    A bootstrap that pooled the runs of both tasks would draw unequal numbers from each and give a
+    wide interval (the IQM of 0s and 100s moves with the mix).
+    """
+    s = np.column_stack([np.zeros(6), np.full(6, 100.0)])
+    e = interval_estimates({"a": s}, reps=300, seed=0)["a"]
+    assert e.point == pytest.approx(50.0) and e.low == pytest.approx(50.0) and e.high == pytest.approx(50.0)
+    # within a task the resampling does vary
+    v = np.column_stack([np.arange(6.0), np.full(6, 100.0)])
+    ev = interval_estimates({"a": v}, reps=300, seed=0)["a"]
+    assert ev.high > ev.low
