@@ -15,7 +15,12 @@ import pytest
 
 pytest.importorskip("stable_baselines3", reason="policies train needs the [sb3] extra")
 
-from xcurate.datasets.train_policy import PolicyTrainConfig, parse_budget, train_policy  # noqa: E402
+from xcurate.datasets.train_policy import (  # noqa: E402
+    PolicyTrainConfig,
+    checkpoint_dir,
+    parse_budget,
+    train_policy,
+)
 from xcurate.errors import ConfigError, DataError  # noqa: E402
 
 DOMAIN = "hopper-friction-0.5"
@@ -37,7 +42,8 @@ def test_train_load_collect_and_resume(tmp_path, run_cli):
     man = _manifest(out)
     assert man["status"] == "complete" and man["timesteps"] == 200 and man["domain"] == DOMAIN
     assert len(man["sessions"]) == 1 and man["evaluation"]["episodes"] == 1
-    assert set(man["checkpoint"]) == {"model.zip", "replay_buffer.pkl"}
+    assert set(man["checkpoint"]) == {"dir", "model.zip", "replay_buffer.pkl"}
+    assert [d.name for d in out.glob("checkpoint-*")] == ["checkpoint-0000000200"]  # older ones pruned
     # the policy id loads through the zoo reader (no unpickling) and acts like SB3's own model
     from stable_baselines3 import SAC
 
@@ -61,15 +67,16 @@ def test_train_load_collect_and_resume(tmp_path, run_cli):
     man2 = train_policy(PolicyTrainConfig(domain=DOMAIN, steps=300, checkpoint_every=100, learning_starts=100,
                                           buffer_size=2000, eval_episodes=0), out, log=None)
     assert man2["timesteps"] == 300 and [s["from_step"] for s in man2["sessions"]] == [0, 200]
-    model = SAC.load(str(out / "checkpoint" / "model.zip"), device="cpu")
-    model.load_replay_buffer(str(out / "checkpoint" / "replay_buffer.pkl"))
+    ck = checkpoint_dir(out)
+    model = SAC.load(str(ck / "model.zip"), device="cpu")
+    model.load_replay_buffer(str(ck / "replay_buffer.pkl"))
     assert model.num_timesteps == 300 and model.replay_buffer.size() == 300
     # other settings on the same run folder: one line, nothing changed
     with pytest.raises(ConfigError, match="other settings"):
         train_policy(PolicyTrainConfig(domain=DOMAIN, steps=400, seed=1, learning_starts=100, buffer_size=2000),
                      out, log=None)
     # a swapped checkpoint is refused (never unpickled)
-    (out / "checkpoint" / "replay_buffer.pkl").write_bytes(b"not mine")
+    (ck / "replay_buffer.pkl").write_bytes(b"not mine")
     with pytest.raises(DataError, match="sha256 mismatch"):
         train_policy(PolicyTrainConfig(domain=DOMAIN, steps=400, checkpoint_every=100, learning_starts=100,
                                        buffer_size=2000), out, log=None)
@@ -98,6 +105,9 @@ def test_killed_run_resumes(tmp_path, run_cli):
             proc.kill()
     done = _manifest(out)["timesteps"]
     assert _manifest(out)["status"] == "running" and 100 <= done < 100000
+    # a checkpoint half-written when the kill came does not matter: the manifest names the last complete one
+    (out / "checkpoint-9999999999").mkdir(exist_ok=True)
+    (out / "checkpoint-9999999999" / "model.zip").write_bytes(b"partial")
     code, stdout, err = run_cli(["policies", "train", "--domain", DOMAIN, "--steps", str(done + 100), "--out", out,
                                  *TINY[:-2], "--eval-episodes", "0"])
     assert code == 0, err
@@ -105,6 +115,7 @@ def test_killed_run_resumes(tmp_path, run_cli):
     man = _manifest(out)
     assert man["status"] == "complete" and man["timesteps"] == done + 100
     assert [s["from_step"] for s in man["sessions"]] == [0, done]
+    assert [d.name for d in out.glob("checkpoint-*")] == [f"checkpoint-{done + 100:010d}"]
 
 
 def test_bad_input_one_line(tmp_path, run_cli):

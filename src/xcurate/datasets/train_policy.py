@@ -15,12 +15,14 @@ Layout of ``out_dir``::
 
     manifest.json         # kind policy_train: config, status running|complete, timesteps, sessions,
                           # checkpoint sha256s, evaluation, library versions
-    checkpoint/model.zip  # SB3 model at the last checkpoint (optimiser states included)
-    checkpoint/replay_buffer.pkl
+    checkpoint-<step>/model.zip          # SB3 model at the last checkpoint (optimiser states included)
+    checkpoint-<step>/replay_buffer.pkl  # (a new folder per checkpoint; older ones are removed once
+                                         # the manifest points at the new one)
     policy.zip            # the final model: load it as ``trained:<out_dir>``
 
-Resumable: a checkpoint is written every ``checkpoint_every`` steps (model, then replay buffer,
-then the manifest, each atomically); a killed run restarts from the last checkpoint, and
+Resumable: a checkpoint is written every ``checkpoint_every`` steps (model, then replay buffer
+into a new folder, then the manifest, each atomically); a killed run restarts from the last
+complete checkpoint (even when it was killed while writing the next one), and
 ``steps`` is the *total* budget, so re-running with a larger ``steps`` continues training.
 Resuming loads the checkpoint with SB3's own loader, which unpickles: only the run's own files
 are loaded, and only when their sha256 matches the one recorded in the manifest when they were
@@ -191,22 +193,44 @@ def _read_manifest(out: Path) -> dict[str, Any] | None:
 
 
 def _save_checkpoint(model: Any, out: Path) -> dict[str, str]:
-    """model.zip then replay_buffer.pkl, each written to a temporary name and renamed; their sha256s."""
+    """Write ``checkpoint-<step>/{model.zip, replay_buffer.pkl}`` (each atomically); return dir + sha256s.
+
+    A new folder per checkpoint: the manifest keeps pointing at the previous, complete one until it
+    is rewritten, so a run killed while a checkpoint is being written resumes from the previous one.
+    """
     from xcurate.utils import atomic_path, sha256_file
 
-    ck = out / _CKPT
+    ck = out / f"{_CKPT}-{int(model.num_timesteps):010d}"
     ck.mkdir(parents=True, exist_ok=True)
     with atomic_path(ck / "model.zip") as tmp:
         model.save(str(tmp))
     with atomic_path(ck / "replay_buffer.pkl") as tmp:
         model.save_replay_buffer(str(tmp))
-    return {"model.zip": sha256_file(ck / "model.zip"), "replay_buffer.pkl": sha256_file(ck / "replay_buffer.pkl")}
+    return {"dir": ck.name, "model.zip": sha256_file(ck / "model.zip"),
+            "replay_buffer.pkl": sha256_file(ck / "replay_buffer.pkl")}
+
+
+def _prune_checkpoints(out: Path, keep: str) -> None:
+    """Remove every checkpoint folder but ``keep`` (after the manifest points at ``keep``)."""
+    import shutil
+
+    for d in out.glob(f"{_CKPT}-*"):
+        if d.is_dir() and d.name != keep:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def checkpoint_dir(out: str | os.PathLike) -> Path | None:
+    """The folder of a run's last complete checkpoint (from its manifest), or None."""
+    man = _read_manifest(Path(out))
+    name = (man or {}).get("checkpoint", {}).get("dir")
+    return Path(out) / name if name else None
 
 
 def _load_checkpoint(cls: Any, out: Path, env: Any, hashes: dict[str, str], device: str) -> Any:
     from xcurate.utils import sha256_file
 
-    ck = out / _CKPT
+    hashes = dict(hashes)
+    ck = out / str(hashes.pop("dir", _CKPT))
     for name, h in hashes.items():
         f = ck / name
         if not f.is_file() or sha256_file(f) != h:
@@ -283,6 +307,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | os.PathLike,
         man["timesteps"] = int(model.num_timesteps)
         session.update({"to_step": man["timesteps"], "seconds": round(time.perf_counter() - t0, 2)})
         write_json_atomic(_manifest_path(out), man)
+        _prune_checkpoints(out, man["checkpoint"]["dir"])
         rets = [float(e["r"]) for e in list(model.ep_info_buffer or [])[-10:]]
         say(f"step {model.num_timesteps:,}/{cfg.steps:,}"
             + (f": training return (last {len(rets)} episodes) {np.mean(rets):.1f}" if rets else ""))
