@@ -100,7 +100,8 @@ def test_oracle_without_oracle_columns_names_the_command(tmp_path, run_cli):
     assert code == 1 and len(err.strip().splitlines()) == 1 and "--scorers oracle" in err
     code, out, err = run_cli(["curate", "--store", bare.dir, "--recipe", "random", "--fraction", "0.5",
                               "--seed", "1", "--out", tmp_path / "r.parquet"])
-    assert code == 0, err and "40" in out
+    assert code == 0, err
+    assert "40" in out
 
 
 def test_oracle_exact_on_real_mixed_dynamics(tmp_path):

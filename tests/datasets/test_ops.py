@@ -134,7 +134,8 @@ def test_cli_combine_manifest_and_store_sql(tmp_path, run_cli):
     assert code == 1 and err.strip().startswith("error:") and "--force" in err and len(err.strip().splitlines()) == 1
     assert sha256_file(out) == before
     code, _, err = run_cli(["datasets", "combine", pb, pa, "--out", out, "--force"])
-    assert code == 0, err and sha256_file(out) != before
+    assert code == 0, err
+    assert sha256_file(out) != before
     # the score store sees the provenance columns in SQL
     from xcurate.scoring.store import Store
 
@@ -175,3 +176,14 @@ def test_cli_split_and_sample(tmp_path, run_cli):
     assert load_dataset(tmp_path / "s.hdf5").n_episodes == 2
     code, _, err = run_cli(["datasets", "sample", src, "--n", "99", "--out", tmp_path / "t.hdf5"])
     assert code == 1 and "n=99 transitions requested" in err and not (tmp_path / "t.hdf5").exists()
+
+
+@pytest.mark.parametrize("name,fmt", [("c.parquet", None), ("c.h5", None), ("cmin", "minari")])
+def test_provenance_survives_every_format(tmp_path, run_cli, name, fmt):
+    c = combine([_part("hopper", "p1", "medium"), _part("hopper-gravity-0.5", "p2", "expert", 1000.0)])
+    back = load_dataset(save_dataset(c, tmp_path / name, fmt))
+    for key in ("domain", "policy", "quality"):
+        assert list(provenance_labels(back, key)) == list(provenance_labels(c, key)), key
+    code, out, err = run_cli(["datasets", "info", tmp_path / name])
+    assert code == 0, err
+    assert "part" in out
