@@ -8,8 +8,15 @@ For every task (a shifted target domain of one robot):
 3. curate the source with each recipe (``xcurate.curate.recipes``) and export it as Parquet;
 4. train weighted IQL with K seeds in one process (``--mode paper``: the recipe's paper variant,
    per-batch normalisation; ``--mode static``: the curated weight/keep columns), plus two
-   baselines: ``target-only`` and ``none`` (all source rows, weight 1);
-5. write ``results.md`` / ``results.json`` (last and best score, mean +/- std over seeds).
+   baselines: ``target-only`` and ``none`` (all source rows, weight 1), and two controls (unless
+   ``--no-controls``): ``oracle`` (curated with the true target dynamics: the ``oracle`` scorer's
+   ``oracle_dynamics_gap``, ``--oracle-mode``/``--oracle-fraction``; the ceiling) and ``random``
+   (a uniform seeded keep at the oracle arm's kept fraction; the floor);
+5. write ``results.md`` / ``results.json`` (last and best score, mean +/- std over seeds) and the
+   statistics (:mod:`xcurate.diagnostics.stats`, rliable): IQM with stratified-bootstrap 95% CIs
+   over tasks x seeds, probability of improvement over each baseline, the claim check (does an arm
+   beat both baselines beyond the CIs?) overall and per task, each recipe's regret
+   (recipe - unfiltered) / (oracle - unfiltered) with its CI, and a CI plot ``ci.png``.
 
 Every stage is resumable (datasets, score runs and training runs are cached / checkpointed).
 
@@ -27,7 +34,7 @@ Two processes on a 2-core machine, then one table::
 
 Full experiment (hours; GPU recommended)::
 
-    python benchmarks/run_experiment.py --out runs/suite --steps 1000000 --seeds 3
+    python benchmarks/run_experiment.py --out runs/suite --steps 1000000 --seeds 5
 """
 
 from __future__ import annotations
@@ -36,12 +43,16 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 DEFAULT_TASKS = ["hopper-friction-0.5", "walker2d-kinematic-footjnt-medium", "halfcheetah-morph-torso-medium",
                  "ant-gravity-0.5"]
 DEFAULT_RECIPES = ["otdf", "igdf", "dvdf", "tabb", "droco", "dara"]
 RECIPE_SCORERS = {"none": [], "otdf": ["ot"], "igdf": ["contrastive"], "dvdf": ["contrastive", "advantage"],
-                  "tabb": ["tbm"], "droco": ["ensemble"], "dara": ["dara"], "sql": []}
+                  "tabb": ["tbm"], "droco": ["ensemble"], "dara": ["dara"], "sql": [], "oracle": ["oracle"],
+                  "random": []}
+#: The control arms (trained unless --no-controls): the ceiling and the floor of curation.
+CONTROLS = ("oracle", "random")
 
 
 def log(msg: str) -> None:
@@ -55,10 +66,31 @@ def ensure_datasets(task: str, source_q: str, target_q: str, source_size: int, t
     from xcurate.datasets.suite import SuiteConfig, build_suite
 
     robot = get_domain(task).robot
+    if source_q == "mixed":  # the data-lake case: unshifted robot + the robot's shifted domains, 3 policies
+        from xcurate.datasets.io import read_manifest
+        from xcurate.datasets.suite import default_targets
+
+        cfg = SuiteConfig(robots=[robot], shifts=[task], source_size=source_size, target_size=target_size,
+                          source_qualities=[], target_qualities=[target_q], mixed=True,
+                          mixed_domains=list(dict.fromkeys([*default_targets(robot), task])))
+        build_suite(cfg, progress=False, log=log)
+        src = f"{robot}/source/mixed-v0"
+        doms = (read_manifest(cfg_path(src)) or {}).get("metadata", {}).get("domains", [])
+        if task not in doms:
+            raise SystemExit(f"error: {src} was built without {task} (it mixes {', '.join(doms)}); "
+                             "use another XCURATE_DATA for this task")
+        return src, f"{task}/target/{target_q}-v0"
     cfg = SuiteConfig(robots=[robot], shifts=[task], source_size=source_size, target_size=target_size,
                       source_qualities=[source_q], target_qualities=[target_q])
     build_suite(cfg, progress=False, log=log)
     return f"{robot}/source/{source_q}-v0", f"{task}/target/{target_q}-v0"
+
+
+def cfg_path(dataset_id: str) -> Path:
+    """The data file of a dataset id under $XCURATE_DATA."""
+    from xcurate.datasets import ids
+
+    return ids.dataset_path(dataset_id)
 
 
 def parse_scorer_sets(items: list[str]) -> dict[str, dict]:
@@ -80,8 +112,9 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
                                      args.target_size)
     store = Store.create(out / "stores" / task, src_id, tgt_id, domain=task)
     settings = parse_scorer_sets(args.scorer_set)
-    recipes = [r for r in args.recipes.split(",") if r]
-    for scorer in sorted({s for r in recipes for s in RECIPE_SCORERS[r]}):
+    recipes = [r for r in args.recipes.split(",") if r and r not in CONTROLS]
+    controls = [] if args.no_controls else list(CONTROLS)
+    for scorer in sorted({s for r in [*recipes, *controls] for s in RECIPE_SCORERS[r]}):
         t0 = time.time()
         store.run(make_scorer(scorer, seed=0, **settings.get(scorer, {})), progress=False, domain=task)
         log(f"{task}: scorer {scorer} done ({time.time() - t0:.0f} s)")
@@ -99,6 +132,21 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
             curate_to_file(store, recipe, path)
         variant = PAPER_VARIANT[recipe] if args.mode == "paper" else "iql"
         arms.append((recipe, str(path), variant))
+    if controls:
+        cur = out / "curated" / task
+        opath, rpath = cur / "oracle.parquet", cur / "random.parquet"
+        if not opath.exists():
+            opts = {"mode": args.oracle_mode, "column": args.oracle_column}
+            if args.oracle_mode in ("keep", "both"):
+                opts["fraction"] = args.oracle_fraction
+            if args.oracle_mode == "exact":
+                opts["tolerance"] = args.oracle_tolerance
+            curate_to_file(store, "oracle", opath, **opts)
+        frac = kept_fraction(opath)
+        if not rpath.exists():
+            curate_to_file(store, "random", rpath, fraction=frac, seed=args.random_seed)
+        log(f"{task}: oracle keeps {100 * frac:.1f}% of the source; random keeps the same fraction")
+        arms += [("oracle", str(opath), "iql"), ("random", str(rpath), "iql")]
     for name, source, variant in arms:
         run_dir = out / "runs" / task / name
         t0 = time.time()
@@ -110,6 +158,88 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
 
 
 BASELINES = ("target-only", "none")
+
+
+def kept_fraction(path: Path) -> float:
+    """Kept fraction of a curated file, from its manifest (``config.kept / config.total``)."""
+    from xcurate.datasets.io import read_manifest
+
+    cfg = (read_manifest(path) or {}).get("config", {})
+    return float(cfg["kept"]) / float(cfg["total"])
+
+
+def score_arrays(results: list[dict], key: str = "last_per_seed") -> tuple[list[str], dict[str, Any]]:
+    """(tasks, arm -> (seeds, tasks) array) over the tasks that every arm has, with the common seeds."""
+    import numpy as np
+
+    by: dict[str, dict[str, dict]] = {}
+    for r in results:
+        if key in r and r.get("seeds"):
+            by.setdefault(r["arm"], {})[r["task"]] = r
+    if not by:
+        return [], {}
+    tasks = sorted(set.intersection(*(set(v) for v in by.values())))
+    out = {}
+    for arm, rows in by.items():
+        cols = []
+        for t in tasks:
+            seeds = set.intersection(*(set(by[a][t]["seeds"]) for a in by))
+            per = dict(zip(rows[t]["seeds"], rows[t][key], strict=True))
+            cols.append([per[s] for s in sorted(seeds)])
+        n = min(len(c) for c in cols) if cols else 0
+        out[arm] = np.array([c[:n] for c in cols], dtype=float).T
+    return tasks, out
+
+
+def stats_lines(results: list[dict], out: Path | None = None, reps: int = 2000, seed: int = 0) -> list[str]:
+    """Markdown: IQM [95% CI] per arm, claim check, probability of improvement and regret (rliable)."""
+    from xcurate.diagnostics import stats
+    from xcurate.errors import ConfigError
+
+    tasks, arrays = score_arrays(results)
+    if not tasks or len(arrays) < 2:
+        return ["(statistics need at least two arms on a common task)"]
+    try:
+        est = stats.interval_estimates(arrays, reps=reps, seed=seed)
+    except ConfigError as e:
+        return [f"(statistics skipped: {e})"]
+    n_seeds = next(iter(arrays.values())).shape[0]
+    lines = [f"IQM over {len(tasks)} task(s) x {n_seeds} seed(s) (last score), stratified-bootstrap 95% CIs "
+             f"({reps} resamples), probability of improvement P(arm > baseline):", ""]
+    base = [b for b in BASELINES if b in arrays]
+    has_reg = "oracle" in arrays and "none" in arrays
+    head = "| arm | IQM [95% CI] | " + " | ".join(f"P(> {b})" for b in base)
+    head += " | beats both beyond CI |" + (" regret [95% CI] |" if has_reg else "")
+    lines += [head, "|---" * (3 + len(base) + has_reg) + "|"]
+    for arm in sorted(arrays, key=lambda a: (a in BASELINES, a)):
+        cells = [f"{est[arm]}"]
+        for b in base:
+            cells.append("-" if arm == b else str(stats.probability_of_improvement(arrays[arm], arrays[b], reps=reps,
+                                                                                   seed=seed)))
+        if arm in BASELINES or len(base) < len(BASELINES):
+            cells.append("-")
+        else:
+            cells.append("**yes**" if all(est[arm].low > est[b].high for b in base) else "no")
+        if has_reg:
+            cells.append("-" if arm in ("none", "oracle", "target-only") else
+                         str(stats.regret(arrays[arm], arrays["none"], arrays["oracle"], reps=reps, seed=seed)))
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    lines += ["", "Per task (IQM over seeds [95% CI]; **bold**: above both baselines beyond the CIs):", ""]
+    arms = sorted(arrays, key=lambda a: (a in BASELINES, a))
+    lines += ["| task | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    for j, t in enumerate(tasks):
+        e = stats.interval_estimates({a: arrays[a][:, [j]] for a in arms}, reps=reps, seed=seed)
+        cells = []
+        for a in arms:
+            win = a not in BASELINES and len(base) == len(BASELINES) and all(e[a].low > e[b].high for b in base)
+            cells.append(f"**{e[a]}**" if win else str(e[a]))
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    if n_seeds < 5:
+        lines += ["", f"Only {n_seeds} seed(s) per task: the intervals are wide (use --seeds 5 or more)."]
+    if out is not None:
+        stats.plot_intervals(est, out / "ci.png", title=f"IQM over {len(tasks)} task(s) x {n_seeds} seeds (95% CI)")
+        lines += ["", "![IQM with 95% CIs](ci.png)"]
+    return lines
 
 
 def claim_lines(results: list[dict]) -> list[str]:
@@ -147,6 +277,9 @@ def claim_lines(results: list[dict]) -> list[str]:
     return lines
 
 
+BOOTSTRAP_REPS = 2000
+
+
 def write_results(out: Path, results: list[dict]) -> None:
     """results.json and a Markdown table (scores, then the claim check)."""
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -160,6 +293,8 @@ def write_results(out: Path, results: list[dict]) -> None:
     lines += ["", "Curated arm beats both target-only and unfiltered IQL (last score; in brackets the smaller "
               "of the two gaps; **clearly**: the gap exceeds the two seed standard deviations added):", ""]
     lines += claim_lines(results)
+    lines += ["", "## Interval estimates (rliable)", ""]
+    lines += stats_lines(results, out, reps=BOOTSTRAP_REPS)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -171,12 +306,15 @@ def main() -> None:
     p.add_argument("--recipes", default=",".join(DEFAULT_RECIPES))
     p.add_argument("--mode", choices=["paper", "static"], default="paper",
                    help="paper: per-batch normalisation variants; static: curated weight/keep columns.")
-    p.add_argument("--source-quality", default="medium")
+    p.add_argument("--source-quality", default="medium",
+                   help="random | medium | expert | medium-expert, or mixed: <robot>/source/mixed-v0 (the unshifted "
+                        "robot + its default shifted domains and the task's own dynamics, 10%% each, random/medium/"
+                        "expert policies; provenance per row)")
     p.add_argument("--target-quality", default="medium")
     p.add_argument("--source-size", type=int, default=1_000_000)
     p.add_argument("--target-size", type=int, default=5_000)
     p.add_argument("--steps", type=int, default=1_000_000)
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--set", action="append", default=[], help="IQLConfig override key=value (repeatable).")
@@ -184,6 +322,15 @@ def main() -> None:
     p.add_argument("--progress", action="store_true", help="Show training progress bars.")
     p.add_argument("--eval-source", action="store_true",
                    help="Also evaluate every policy in the unshifted source domain (eval_source.csv).")
+    p.add_argument("--no-controls", action="store_true",
+                   help="Do not train the oracle and random control arms.")
+    p.add_argument("--oracle-mode", default="keep", choices=["keep", "weight", "both", "exact"],
+                   help="oracle arm: keep the lowest-gap fraction, weight by exp(-gap/T), both, or exact (gap ~0).")
+    p.add_argument("--oracle-fraction", type=float, default=0.5, help="oracle arm (keep/both): kept fraction.")
+    p.add_argument("--oracle-column", default="oracle_dynamics_gap",
+                   choices=["oracle_dynamics_gap", "oracle_bellman_error"])
+    p.add_argument("--oracle-tolerance", type=float, default=1e-6, help="oracle arm (exact): largest gap ~0.")
+    p.add_argument("--random-seed", type=int, default=0, help="Seed of the random arm's keep.")
     p.add_argument("--merge", nargs="+", metavar="DIR",
                    help="Only merge the results.json of these experiment folders into --out (no training).")
     args = p.parse_args()

@@ -14,19 +14,25 @@ from xcurate.errors import ConfigError
 
 def curate_cmd(
     store: Path = typer.Option(..., "--store", help="Score store directory."),
-    recipe: str = typer.Option(..., "--recipe", help="none | otdf | igdf | dvdf | tabb | droco | dara | sql | auto (column and keep fraction from score --holdout)"),
+    recipe: str = typer.Option(..., "--recipe", help="none | otdf | igdf | dvdf | tabb | droco | dara | sql | "
+                               "oracle | random | auto (column and keep fraction from score --holdout)"),
     out: str = typer.Option(..., "--out", help="Output: .parquet, .hdf5, a folder (--format minari), minari:<id>."),
     fmt: str | None = typer.Option(None, "--format", help="parquet | hdf5 | minari (default: from --out)."),
     proportion: float | None = typer.Option(None, "--proportion", help="otdf: fraction kept (0.8)."),
     xi: float | None = typer.Option(None, "--xi", help="igdf (0.75) / dvdf (0.5): fraction kept."),
     alpha: float | None = typer.Option(None, "--alpha", help="igdf: weight exp(alpha * score) (1.0)."),
     lam: float | None = typer.Option(None, "--lambda", help="dvdf: g = lambda h + (1-lambda) A_norm (0.7)."),
-    temperature: float | None = typer.Option(None, "--temperature", help="tabb: softmax temperature (1.0)."),
+    temperature: float | None = typer.Option(None, "--temperature", help="tabb: softmax temperature (1.0); oracle weight/both: T of exp(-gap/T) (median)."),
     eta: float | None = typer.Option(None, "--eta", help="dara: reward correction scale (0.1)."),
-    column: str | None = typer.Option(None, "--column", help="otdf/igdf: score column to use."),
+    column: str | None = typer.Option(None, "--column", help="otdf/igdf: score column to use; oracle: oracle_dynamics_gap | oracle_bellman_error."),
     h_column: str | None = typer.Option(None, "--h-column", help="dvdf: dynamics score column."),
     where: str | None = typer.Option(None, "--where", help="sql: SQL predicate over the scores view."),
     weight: str | None = typer.Option(None, "--weight", help="sql: SQL weight expression (default 1.0)."),
+    fraction: float | None = typer.Option(None, "--fraction", help="oracle / random: fraction kept (0.5)."),
+    oracle_mode: str | None = typer.Option(None, "--oracle-mode",
+                                           help="oracle: keep | weight | both | exact (keep)."),
+    tolerance: float | None = typer.Option(None, "--tolerance", help="oracle exact: largest gap counted as 0 (1e-6)."),
+    seed: int | None = typer.Option(None, "--seed", help="random: seed of the uniform choice (0)."),
     drop_unkept: bool = typer.Option(False, "--drop-unkept", help="Write only kept rows."),
 ) -> None:
     """Curate the store's source dataset with a recipe and export it (with a manifest)."""
@@ -34,7 +40,8 @@ def curate_cmd(
 
     opts = {k: v for k, v in {"proportion": proportion, "xi": xi, "alpha": alpha, "lam": lam,
                                "temperature": temperature, "eta": eta, "column": column,
-                               "h_column": h_column, "where": where, "weight": weight}.items() if v is not None}
+                               "h_column": h_column, "where": where, "weight": weight, "fraction": fraction,
+                               "mode": oracle_mode, "tolerance": tolerance, "seed": seed}.items() if v is not None}
     if recipe != "sql" and ("where" in opts or "weight" in opts):
         raise ConfigError("--where/--weight are options of --recipe sql")
     ds, path = curate_to_file(store, recipe, out, format=fmt, drop_unkept=drop_unkept, **opts)

@@ -235,6 +235,98 @@ def _auto(st, src, min_auc: float = 0.55, min_keep: float = 0.05, max_keep: floa
         "direction": direction, "holdout_auc": best["holdout_auc"], "keep_fraction": frac, "evidence": evidence}
 
 
+#: Modes of the ``oracle`` control recipe.
+ORACLE_MODES = ("keep", "weight", "both", "exact")
+#: Score columns the ``oracle`` recipe can rank by (lower = closer to the target's dynamics).
+ORACLE_COLUMNS = ("oracle_dynamics_gap", "oracle_bellman_error")
+#: Smallest weight of a row the ``oracle`` recipe keeps (modes weight/both).
+MIN_ORACLE_WEIGHT = 1e-6
+
+
+def oracle_selection(value: np.ndarray, fraction: float = 0.5, mode: str = "keep", tolerance: float = 1e-6,
+                     temperature: float | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The oracle control's (weight, keep) from a per-row oracle value (lower is better).
+
+    Args:
+        value: (N,) ``oracle_dynamics_gap`` or ``oracle_bellman_error``; NaN rows are never kept.
+        fraction: ``keep``/``both``: the kept fraction of the finite rows (the lowest values).
+        mode: ``keep`` (the lowest ``fraction``, weight 1), ``weight`` (every finite row, weight
+            ``exp(-value / T)``), ``both`` (the lowest ``fraction``, weighted) or ``exact`` (the rows
+            whose value is ``<= tolerance``, weight 1: the source rows that follow the target's
+            dynamics).
+        tolerance: ``exact``: the largest value counted as "about 0" (>= 0).
+        temperature: ``weight``/``both``: T of the weights (default: the mean of the kept values,
+            so that the weights do not depend on the units); weights are scaled to mean 1 over kept
+            rows and floored at :data:`MIN_ORACLE_WEIGHT` (a kept row keeps a weight > 0).
+
+    Returns:
+        (weight, keep, used options).
+    """
+    if mode not in ORACLE_MODES:
+        raise ConfigError(f"recipe 'oracle': mode must be one of {', '.join(ORACLE_MODES)}, got {mode!r}")
+    v = np.asarray(value, np.float64)
+    fin = np.isfinite(v)
+    used: dict[str, Any] = {"mode": mode}
+    if mode == "exact":
+        if not tolerance >= 0:
+            raise ConfigError(f"recipe 'oracle': tolerance must be >= 0, got {tolerance}")
+        keep = fin & (np.where(fin, v, np.inf) <= tolerance)
+        if not keep.any():
+            raise DataError(f"recipe 'oracle' (exact): no row has a value <= tolerance {tolerance:g} "
+                            f"(smallest {np.nanmin(v) if fin.any() else float('nan'):.3g}); raise the tolerance "
+                            "or use mode keep with a fraction")
+        return keep.astype(float), keep, {**used, "tolerance": tolerance}
+    if mode == "weight":
+        keep = fin.copy()
+    else:
+        keep = _top_fraction(-v, fraction)
+        used["fraction"] = fraction
+    if mode == "keep":
+        return keep.astype(float), keep, used
+    if temperature is None:
+        temperature = float(np.mean(v[keep])) if keep.any() else 1.0
+        temperature = temperature if temperature > 0 else 1.0
+    elif not temperature > 0:
+        raise ConfigError(f"recipe 'oracle': temperature must be > 0, got {temperature}")
+    z = np.where(keep, -np.nan_to_num(v, nan=0.0) / temperature, -np.inf)
+    e = np.exp(z - z[keep].max()) if keep.any() else np.zeros(len(v))
+    w = np.where(keep, e / max(e[keep].mean(), 1e-300), 0.0) if keep.any() else e
+    w = np.where(keep, np.maximum(w, MIN_ORACLE_WEIGHT), 0.0)  # a kept row never underflows to weight 0
+    return w, keep, {**used, "temperature": temperature}
+
+
+def _oracle(st, src, column: str = "oracle_dynamics_gap", fraction: float = 0.5, mode: str = "keep",
+            tolerance: float = 1e-6, temperature: float | None = None, **o):
+    """Control recipe (the ceiling): curate with the true target dynamics (the ``oracle`` scorer)."""
+    _no_opts("oracle", o)
+    if column not in ORACLE_COLUMNS:
+        raise ConfigError(f"recipe 'oracle': column must be one of {', '.join(ORACLE_COLUMNS)}, got {column!r}")
+    if column not in set(score_columns_available(st)):
+        dom = st.domain or "<target domain>"
+        raise ConfigError(f"recipe 'oracle' needs the oracle score columns, which store {st.dir} lacks; run "
+                          f"`xcurate score --store {st.dir} --scorers oracle --domain {dom}` first")
+    v = fetch_scores(st, src, [column], "oracle")[column]
+    w, keep, used = oracle_selection(v, fraction=fraction, mode=mode, tolerance=tolerance, temperature=temperature)
+    return w, keep, {"score": -v}, {"column": column, **used}
+
+
+def random_selection(n: int, fraction: float = 0.5, seed: int = 0) -> np.ndarray:
+    """(n,) bool: a uniform seeded choice of ``ceil(fraction * n)`` rows (without replacement)."""
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"recipe 'random': fraction must be in (0, 1], got {fraction}")
+    k = int(np.ceil(fraction * n))
+    keep = np.zeros(n, bool)
+    keep[np.random.default_rng(seed).choice(n, size=k, replace=False)] = True
+    return keep
+
+
+def _random(st, src, fraction: float = 0.5, seed: int = 0, **o):
+    """Control recipe (the floor): keep a uniform random ``fraction`` of the source, weight 1."""
+    _no_opts("random", o)
+    keep = random_selection(len(src), fraction, seed)
+    return keep.astype(float), keep, {}, {"fraction": fraction, "seed": seed}
+
+
 def _no_opts(recipe: str, o: dict[str, Any]) -> None:
     if o:
         raise ConfigError(f"recipe {recipe!r}: unknown option(s) {sorted(o)}")
@@ -242,12 +334,13 @@ def _no_opts(recipe: str, o: dict[str, Any]) -> None:
 
 RECIPES: dict[str, Callable[..., tuple]] = {
     "none": _none, "otdf": _otdf, "igdf": _igdf, "dvdf": _dvdf, "tabb": _tabb, "droco": _droco,
-    "dara": _dara, "sql": _sql, "auto": _auto,
+    "dara": _dara, "sql": _sql, "oracle": _oracle, "random": _random, "auto": _auto,
 }
 
 #: Trainer variant that reproduces each recipe's paper (per-batch normalisation).
 PAPER_VARIANT = {"none": "iql", "otdf": "otdf", "igdf": "igdf", "dvdf": "dvdf", "tabb": "tabb",
-                 "droco": "droco", "dara": "dara", "sql": "iql", "auto": "iql"}
+                 "droco": "droco", "dara": "dara", "sql": "iql", "oracle": "iql", "random": "iql",
+                 "auto": "iql"}
 
 
 def curate(store: Any, recipe: str, drop_unkept: bool = False, **options: Any) -> TransitionDataset:

@@ -1,4 +1,4 @@
-"""CLI: ``xcurate collect``, ``xcurate suite build|plan`` and ``xcurate policies list|evaluate``."""
+"""CLI: ``xcurate collect``, ``xcurate suite build|plan`` and ``xcurate policies list|evaluate|train``."""
 
 from __future__ import annotations
 
@@ -49,7 +49,9 @@ suite_app = typer.Typer(help="Build the benchmark suite of source and target dat
 
 
 def _suite_config(robots: list[str] | None, shifts: list[str] | None, source_size: int, target_size: int,
-                  root: Path | None, seed: int, noise: float, prefer: str, overwrite: bool):
+                  root: Path | None, seed: int, noise: float, prefer: str, overwrite: bool, mixed: bool = False,
+                  mixed_domains: list[str] | None = None, mixed_fraction: float = 0.1,
+                  mixed_policies: str = "random,medium,expert"):
     from xcurate.datasets.suite import ROBOTS, SuiteConfig
 
     def split(vals: list[str] | None) -> list[str] | None:
@@ -59,12 +61,22 @@ def _suite_config(robots: list[str] | None, shifts: list[str] | None, source_siz
 
     return SuiteConfig(robots=split(robots) or list(ROBOTS), shifts=split(shifts), source_size=source_size,
                        target_size=target_size, root=str(root) if root else None, seed=seed, noise=noise,
-                       prefer=prefer, overwrite=overwrite)
+                       prefer=prefer, overwrite=overwrite, mixed=mixed, mixed_domains=split(mixed_domains),
+                       mixed_shift_fraction=mixed_fraction,
+                       mixed_qualities=[q.strip() for q in mixed_policies.split(",") if q.strip()])
 
 
 _ROBOTS_OPT = typer.Option(None, "--robots", help="Robots (repeat or comma-separate); default all four.")
 _SHIFTS_OPT = typer.Option(None, "--shifts", help="Target domains: full names or suffixes like friction-0.5 "
                                                   "(repeat or comma-separate); default 3 per robot.")
+_MIXED_OPT = typer.Option(False, "--mixed", help="Also build <robot>/source/mixed-v0: the unshifted robot plus "
+                                                 "shifted domains, several policies, provenance per row.")
+_MIXED_DOMAINS_OPT = typer.Option(None, "--mixed-domains", help="Shifted domains of the mixed source (default: "
+                                                                "the target domains).")
+_MIXED_FRACTION_OPT = typer.Option(0.1, "--mixed-fraction", help="Fraction of the mixed source from EACH shifted "
+                                                                 "domain (the unshifted robot gets the rest).")
+_MIXED_POLICIES_OPT = typer.Option("random,medium,expert", "--mixed-policies",
+                                   help="Behaviour policy levels of the mixed source.")
 
 
 @suite_app.command("build")
@@ -79,11 +91,16 @@ def suite_build(
     prefer: str = typer.Option("auto", "--policies", help="auto (zoo agents if ../shared exists), zoo or builtin."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Rebuild datasets of a different size."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    mixed: bool = _MIXED_OPT,
+    mixed_domains: list[str] = _MIXED_DOMAINS_OPT,
+    mixed_fraction: float = _MIXED_FRACTION_OPT,
+    mixed_policies: str = _MIXED_POLICIES_OPT,
 ) -> None:
     """Collect every missing dataset of the suite (existing complete datasets are skipped)."""
     from xcurate.datasets.suite import build_suite
 
-    cfg = _suite_config(robots, shifts, source_size, target_size, root, seed, noise, prefer, overwrite)
+    cfg = _suite_config(robots, shifts, source_size, target_size, root, seed, noise, prefer, overwrite, mixed,
+                        mixed_domains, mixed_fraction, mixed_policies)
     entries = build_suite(cfg, progress=progress, log=lambda m: make_console().print(m, highlight=False))
     _entries_table(entries, "suite")
 
@@ -96,12 +113,17 @@ def suite_plan(
     target_size: int = typer.Option(5000, "--target-size"),
     root: Path = typer.Option(None, "--root"),
     prefer: str = typer.Option("auto", "--policies"),
+    mixed: bool = _MIXED_OPT,
+    mixed_domains: list[str] = _MIXED_DOMAINS_OPT,
+    mixed_fraction: float = _MIXED_FRACTION_OPT,
+    mixed_policies: str = _MIXED_POLICIES_OPT,
 ) -> None:
     """Show the datasets a `suite build` would produce and the policies it would use."""
     from xcurate.datasets.suite import plan_suite
 
     _entries_table(plan_suite(_suite_config(robots, shifts, source_size, target_size, root, 0, 0.0, prefer,
-                                            False)), "suite plan")
+                                            False, mixed, mixed_domains, mixed_fraction, mixed_policies)),
+                   "suite plan")
 
 
 def _entries_table(entries, title: str) -> None:
@@ -152,6 +174,37 @@ def policies_evaluate(
     rets = evaluate(domain, spec, episodes=episodes, seed=seed)
     make_console().print(f"{spec} in {domain}: return {rets.mean():.1f} +/- {rets.std():.1f} over {episodes} episodes "
                   f"({', '.join(f'{r:.0f}' for r in rets)})", highlight=False)
+
+
+@policies_app.command("train")
+def policies_train(
+    domain: str = typer.Option(..., "--domain", help="Domain to train in (e.g. hopper-friction-0.5)."),
+    algo: str = typer.Option("sac", "--algo", help="sac | tqc (stable-baselines3 / sb3-contrib)."),
+    steps: str = typer.Option(..., "--steps", help="Total environment steps, e.g. 300000, 300k, 1e6 (a resumed "
+                                                   "run continues to this)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, manifest, policy.zip)."),
+    warm_start: str | None = typer.Option(None, "--warm-start",
+                                          help="Zoo agent of the same algorithm: sb3:PATH.zip, PATH.zip or "
+                                               "<algo>/<Env>-v3_1 under ../shared/policies/sb3-zoo."),
+    seed: int = typer.Option(0, "--seed"),
+    checkpoint_every: int = typer.Option(10_000, "--checkpoint-every", help="Steps between checkpoints."),
+    learning_starts: int = typer.Option(10_000, "--learning-starts", help="Random steps before the first update."),
+    buffer_size: int = typer.Option(1_000_000, "--buffer-size", help="Replay buffer capacity."),
+    eval_episodes: int = typer.Option(5, "--eval-episodes", help="Deterministic evaluation episodes at the end."),
+) -> None:
+    """Train a SAC/TQC behaviour policy in a domain (resumable); load it as trained:OUT."""
+    from xcurate.datasets.train_policy import PolicyTrainConfig, parse_budget, train_policy
+
+    cfg = PolicyTrainConfig(domain=domain, algo=algo.lower(), steps=parse_budget(steps, "--steps"),
+                            warm_start=warm_start, seed=seed,
+                            checkpoint_every=checkpoint_every, learning_starts=learning_starts,
+                            buffer_size=buffer_size, eval_episodes=eval_episodes)
+    man = train_policy(cfg, out, log=lambda m: make_console().print(m, highlight=False))
+    ev = man.get("evaluation")
+    make_console().print(f"policy trained:{out} ({man['timesteps']:,} steps in {man['domain']}"
+                         + (f", return {ev['return_mean']:.1f} +/- {ev['return_std']:.1f}" if ev else "")
+                         + f"); collect with: xcurate collect --domain {man['domain']} --policy trained:{out} ...",
+                         highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""``xcurate datasets info|convert|list|show``: inspect and convert dataset files.
+"""``xcurate datasets info|convert|list|show|combine|split|sample``: inspect, convert, combine datasets.
 
 The ``datasets`` Typer group is created here (or reused if another module created it first);
 other modules may add commands to it with :func:`datasets_group`.
@@ -78,7 +78,7 @@ def _format_label(path: Path) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``datasets info|convert|list|show`` to the main app."""
+    """Add ``datasets info|convert|list|show|combine|split|sample`` to the main app."""
     group = datasets_group(app)
 
     @group.command("info")
@@ -192,3 +192,79 @@ def register(app: typer.Typer) -> None:
             t.add_row(f"timing.{k}", f"{v}")
         make_console().print(t)
 
+
+    @group.command("combine")
+    def combine_cmd(inputs: list[str] = typer.Argument(..., help="Two or more datasets (files, ids, minari:<id>)."),
+                    out: str = typer.Option(..., "--out", "-o", help="Output file (.hdf5/.parquet), folder, "
+                                                                    "dataset id or minari:<id>."),
+                    format: str | None = typer.Option(None, "--format", "-f",
+                                                      help="Output format: hdf5|parquet|minari."),
+                    force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+                    ) -> None:
+        """Combine datasets (any dynamics, same dims): new ids, per-row provenance (part, domain, policy, quality)."""
+        from xcurate.datasets.io import manifest_path
+        from xcurate.datasets.ops import combine_files
+
+        t0 = time.perf_counter()
+        ds, path = combine_files(inputs, out, format=format, force=force)
+        t = Table(title=f"combined -> {path}", title_justify="left")
+        for c in ("part", "source", "domain", "policy", "quality", "transitions", "episodes"):
+            t.add_column(c, overflow="fold")
+        for p in ds.metadata["parts"]:
+            t.add_row(str(p["part"]), str(p["source"]), str(p.get("domain")), _short(str(p.get("policy")), 40),
+                      str(p.get("quality")), f"{p['transitions']:,}", f"{p['episodes']:,}")
+        make_console().print(t)
+        make_console().print(f"wrote {path} ({len(ds):,} transitions, {ds.n_episodes:,} episodes) in "
+                             f"{time.perf_counter() - t0:.2f} s; manifest {manifest_path(path)}", highlight=False)
+
+    @group.command("split")
+    def split_cmd(src: str = typer.Argument(..., help="The dataset to split (file, id, minari:<id>)."),
+                  out: list[str] = typer.Option(..., "--out", "-o", help="One output per part (repeat)."),
+                  fractions: str | None = typer.Option(None, "--fractions",
+                                                       help="Fractions of the episodes, e.g. 0.8,0.2."),
+                  counts: str | None = typer.Option(None, "--counts", help="Episode counts, e.g. 90,10."),
+                  seed: int = typer.Option(0, "--seed", help="Seed of the episode shuffle."),
+                  format: str | None = typer.Option(None, "--format", "-f", help="Output format."),
+                  force: bool = typer.Option(False, "--force", help="Overwrite existing outputs."),
+                  ) -> None:
+        """Split a dataset by whole episodes (seeded) into disjoint parts; ids are kept."""
+        from xcurate.datasets.ops import split_file
+
+        fr = _number_list(fractions, float, "--fractions") if fractions is not None else None
+        cn = _number_list(counts, int, "--counts") if counts is not None else None
+        if (fr is None) == (cn is None):
+            from xcurate.errors import ConfigError
+
+            raise ConfigError("datasets split: give exactly one of --fractions or --counts")
+        for ds, path in split_file(src, out, fractions=fr, counts=cn, seed=seed, format=format, force=force):
+            make_console().print(f"wrote {path} ({len(ds):,} transitions, {ds.n_episodes:,} episodes)",
+                                 highlight=False)
+
+    @group.command("sample")
+    def sample_cmd(src: str = typer.Argument(..., help="The dataset to sample from (file, id, minari:<id>)."),
+                   out: str = typer.Option(..., "--out", "-o", help="Output file, folder, id or minari:<id>."),
+                   n: int | None = typer.Option(None, "--n", help="How many transitions/episodes."),
+                   fraction: float | None = typer.Option(None, "--fraction", help="Or which fraction, in (0, 1]."),
+                   episodes: bool = typer.Option(False, "--episodes", help="Sample whole episodes "
+                                                                           "(default: transitions)."),
+                   seed: int = typer.Option(0, "--seed", help="Sampling seed."),
+                   format: str | None = typer.Option(None, "--format", "-f", help="Output format."),
+                   force: bool = typer.Option(False, "--force", help="Overwrite --out if it exists."),
+                   ) -> None:
+        """Sample transitions or whole episodes uniformly without replacement (seeded); ids are kept."""
+        from xcurate.datasets.ops import sample_file
+
+        ds, path = sample_file(src, out, n=n, fraction=fraction, unit="episodes" if episodes else "transitions",
+                               seed=seed, format=format, force=force)
+        make_console().print(f"wrote {path} ({len(ds):,} transitions, {ds.n_episodes:,} episodes)",
+                             highlight=False)
+
+
+def _number_list(text: str, kind: type, option: str) -> list:
+    """``"0.8,0.2"`` -> ``[0.8, 0.2]``; a bad entry is a one-line ConfigError naming the option."""
+    from xcurate.errors import ConfigError
+
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{option}: expected comma-separated {kind.__name__} values, got {text!r}") from None

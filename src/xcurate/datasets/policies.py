@@ -15,6 +15,9 @@ Spec forms:
   algorithm (sac, tqc, ppo, a2c, trpo, ars) is inferred from the path unless given.
 * ``cs285:PATH.pkl`` -- a Berkeley CS285 expert (numpy 64-64 tanh MLP with obs normalisation).
 * ``builtin:<robot>-<level>`` -- a small linear ARS policy shipped with xcurate.
+* ``trained:DIR`` (or ``trained:NAME`` for ``$XCURATE_DATA/policies/NAME``) -- a policy trained in a
+  domain by ``xcurate policies train`` (:mod:`xcurate.datasets.train_policy`); its ``policy.zip`` is
+  read with the zoo reader below (no unpickling), its robot comes from the run's manifest.
 * ``random`` -- uniform random actions in the action box (seeded).
 
 How zoo agents are read (security). A zoo ``.zip`` holds a JSON ``data`` file (some entries are
@@ -54,7 +57,8 @@ ANT_CFRC_DIM = 84
 MAX_EPISODE_STEPS = 1000
 ALGOS = ("sac", "tqc", "ppo", "a2c", "trpo", "ars")
 
-SPEC_FORMS = ("sb3:PATH.zip", "sb3:<algo>:PATH.zip", "cs285:PATH.pkl", "builtin:<robot>-<level>", "random")
+SPEC_FORMS = ("sb3:PATH.zip", "sb3:<algo>:PATH.zip", "cs285:PATH.pkl", "builtin:<robot>-<level>", "trained:DIR",
+              "random")
 
 #: Returns measured in ../shared/policies/README.md (Gymnasium v5, deterministic, 5 episodes).
 REPORTED_RETURNS: dict[tuple[str, str], float] = {
@@ -280,6 +284,8 @@ def load_policy(spec: str, domain: Any = None, seed: int = 0) -> Policy:
         pol = load_cs285_policy(rest, spec=spec)
     elif kind == "builtin" and rest:
         pol = load_builtin_policy(rest, spec=spec)
+    elif kind == "trained" and rest:
+        pol = load_trained_policy(rest, spec=spec)
     else:
         raise ConfigError(f"unknown policy spec {spec!r}; accepted forms: {', '.join(SPEC_FORMS)}")
     if dom is not None:
@@ -546,6 +552,20 @@ def load_sb3_model(path: str | Path, algo: str | None = None):
         "delta_std_schedule": lambda _: 0.0,  # ARS
     }
     return classes[algo]().load(str(p), device="cpu", custom_objects=custom)
+
+
+def load_trained_policy(rest: str, spec: str | None = None) -> MLPPolicy:
+    """A policy trained by ``xcurate policies train`` (``trained:DIR``), read without unpickling."""
+    from xcurate.datasets.train_policy import trained_policy_path
+
+    spec = spec or f"trained:{rest}"
+    zp, man = trained_policy_path(rest)
+    pol = load_zoo_policy(zp, algo=man["config"]["algo"], spec=spec)
+    pol.robot = man.get("robot")
+    pol.name = f"trained-{man['config']['algo']}-{man.get('domain')}"
+    pol.info.update({"kind": "trained", "domain": man.get("domain"), "timesteps": man.get("timesteps"),
+                     "evaluation": man.get("evaluation"), "reported_return": None})
+    return pol
 
 
 # ---------------------------------------------------------------------------------------- cs285

@@ -16,6 +16,16 @@ concatenation of the medium and the expert datasets (2 x source_size transitions
 Target datasets are collected by the same (source-trained) policies acting in the target domain:
 the quality label names the policy, not the return it reaches under the shift.
 
+Mixed-dynamics sources (the data-lake case, ``SuiteConfig.mixed``): ``hopper/source/mixed-v0``
+combines (:func:`xcurate.datasets.ops.combine`) the unshifted robot with several shifted domains of
+the same robot (default: the suite's target domains of that robot, so every target finds a slice
+of its own dynamics in it), each collected by several behaviour policies (``mixed_qualities``).
+Each shifted domain contributes ``mixed_shift_fraction`` of the ``source_size`` rows, the
+unshifted robot the rest; each domain's share is split evenly over the policies. The parts are
+datasets of their own (``hopper/source/mixed-parts/<domain>-<quality>-v0``, resumable like the
+rest); every row of the combination carries its provenance (``part``, ``domain``, ``policy``,
+``quality``), which the score store exposes to SQL.
+
 Resumable: a dataset whose ``manifest.json`` exists with the expected number of transitions is
 complete (the manifest is written after the data file, both atomically) and is skipped.
 """
@@ -75,6 +85,10 @@ class SuiteConfig:
     version: int = 0  # the -v<k> suffix of the ids
     prefer: str = "auto"  # behaviour policies: auto (zoo if ../shared exists, else builtin), zoo, builtin
     overwrite: bool = False  # rebuild datasets whose size differs from the request instead of failing
+    mixed: bool = False  # also build <robot>/source/mixed-v<k>: unshifted + shifted domains, several policies
+    mixed_domains: list[str] | None = None  # shifted domains of the mixed source (None = the suite's targets)
+    mixed_qualities: list[str] = field(default_factory=lambda: ["random", "medium", "expert"])  # its policies
+    mixed_shift_fraction: float = 0.1  # fraction of the mixed source from EACH shifted domain
 
 
 @dataclass
@@ -92,6 +106,7 @@ class SuiteEntry:
     seconds: float = 0.0  # build time
     return_mean: float | None = None  # mean episode return of the complete episodes
     note: str = ""  # why something was skipped or substituted
+    parts: list[str] = field(default_factory=list)  # mixed source: the dataset ids it combines
 
 
 def default_targets(robot: str) -> list[str]:
@@ -180,6 +195,8 @@ def plan_suite(cfg: SuiteConfig) -> list[SuiteEntry]:
             spec, origin, note = policy_for(robot, q, cfg.prefer)
             out.append(SuiteEntry(did, robot, q, cfg.source_size, spec, origin, str(_path(cfg.root, did)),
                                   note=note))
+        if cfg.mixed:
+            out.extend(_plan_mixed(cfg, robot, v))
         for dom in _target_domains(cfg, robot):
             for q in cfg.target_qualities:
                 if q not in TARGET_QUALITIES + ("random",):
@@ -189,6 +206,56 @@ def plan_suite(cfg: SuiteConfig) -> list[SuiteEntry]:
                 out.append(SuiteEntry(did, dom, q, cfg.target_size, spec, origin, str(_path(cfg.root, did)),
                                       note=note))
     return out
+
+
+def _mixed_shares(total: int, n_shifted: int, n_policies: int, frac: float) -> list[list[int]]:
+    """Rows per (domain, policy) of a mixed source: row 0 the unshifted robot, then each shifted domain."""
+    shifted = int(round(frac * total))
+    base = total - n_shifted * shifted
+    out = []
+    for size in [base] + [shifted] * n_shifted:
+        q, r = divmod(size, n_policies)
+        out.append([q + (i < r) for i in range(n_policies)])
+    return out
+
+
+def _plan_mixed(cfg: SuiteConfig, robot: str, v: str) -> list[SuiteEntry]:
+    """The parts of ``<robot>/source/mixed<v>`` and the combined entry (last)."""
+    from xcurate.datasets.domains import get_domain
+
+    if not 0 < cfg.mixed_shift_fraction < 1:
+        raise ConfigError(f"mixed_shift_fraction must be in (0, 1), got {cfg.mixed_shift_fraction}")
+    for q in cfg.mixed_qualities:
+        if q not in ("random", "medium", "expert"):
+            raise ConfigError(f"unknown mixed-source quality {q!r} (one of random, medium, expert)")
+    if not cfg.mixed_qualities:
+        raise ConfigError("mixed_qualities is empty: the mixed source needs at least one behaviour policy")
+    if cfg.mixed_domains is None:
+        shifted = _target_domains(cfg, robot)
+    else:
+        shifted = [d.strip().lower() if d.strip().lower().split("-")[0] in ROBOTS else f"{robot}-{d.strip().lower()}"
+                   for d in cfg.mixed_domains if d.strip()]
+    for d in shifted:
+        if get_domain(d).robot != robot or d == robot:
+            raise ConfigError(f"mixed source of {robot}: {d!r} is not a shifted domain of {robot}")
+    shifted = list(dict.fromkeys(shifted))
+    if len(shifted) * cfg.mixed_shift_fraction >= 1:
+        raise ConfigError(f"mixed source of {robot}: {len(shifted)} shifted domains x mixed_shift_fraction "
+                          f"{cfg.mixed_shift_fraction} leave no rows for the unshifted robot")
+    shares = _mixed_shares(cfg.source_size, len(shifted), len(cfg.mixed_qualities), cfg.mixed_shift_fraction)
+    parts: list[SuiteEntry] = []
+    for dom, sizes in zip([robot, *shifted], shares, strict=True):
+        for q, n in zip(cfg.mixed_qualities, sizes, strict=True):
+            if n <= 0:
+                continue
+            did = f"{robot}/source/mixed-parts/{dom}-{q}{v}"
+            spec, origin, note = policy_for(robot, q, cfg.prefer)
+            parts.append(SuiteEntry(did, dom, q, n, spec, origin, str(_path(cfg.root, did)), note=note))
+    did = f"{robot}/source/mixed{v}"
+    mixed = SuiteEntry(did, "mixed", "mixed", sum(p.size for p in parts), None, "combine",
+                       str(_path(cfg.root, did)), parts=[p.dataset_id for p in parts],
+                       note=f"{robot} + {', '.join(shifted)} ({100 * cfg.mixed_shift_fraction:g}% each)")
+    return [*parts, mixed]
 
 
 def _complete(entry: SuiteEntry, overwrite: bool) -> bool:
@@ -235,7 +302,21 @@ def build_suite(cfg: SuiteConfig, progress: bool = True,
             say(f"skip   {e.dataset_id} (complete)")
             continue
         t0 = time.perf_counter()
-        if e.quality == "medium-expert":
+        if e.quality == "mixed":
+            from xcurate.datasets.ops import combine
+
+            part_paths = [_path(cfg.root, i) for i in e.parts]
+            missing = [i for i, p in zip(e.parts, part_paths, strict=True) if not p.is_file()]
+            if missing:
+                e.status, e.note = "missing", f"needs {', '.join(missing)} (not built)"
+                say(f"miss   {e.dataset_id}: {e.note}")
+                continue
+            ds = combine([load_dataset(p) for p in part_paths],
+                         metadata={"dataset_id": e.dataset_id, "policy_origin": "combine",
+                                   "seed": _seed(cfg.seed, e.dataset_id),
+                                   "mixed_shift_fraction": cfg.mixed_shift_fraction, "part_ids": e.parts})
+            inputs = {i: str(p) for i, p in zip(e.parts, part_paths, strict=True)}
+        elif e.quality == "medium-expert":
             parts_ids = [e.dataset_id.replace("/medium-expert-", f"/{q}-") for q in ("medium", "expert")]
             part_paths = [_path(cfg.root, i) for i in parts_ids]
             missing = [str(p) for p in part_paths if not p.is_file()]

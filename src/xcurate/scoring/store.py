@@ -17,7 +17,9 @@ Layout (``format_version`` 1)::
 i.e. the parts' labels of a concatenation, else ``metadata["quality"]``, else NULL),
 ``obs``, ``act``, ``next_obs`` (fixed-size list columns, original dtype), ``qpos``/``qvel``
 (fixed-size lists, only when the dataset has them) and one column per ``extras`` entry (same
-name; 2-D extras as fixed-size lists). The dataset's metadata and source are kept as JSON in the
+name; 2-D extras as fixed-size lists; a combined dataset's ``part``), then, for a combined dataset
+(:func:`xcurate.datasets.ops.combine`), the text columns ``domain`` and ``policy`` of each row's part.
+The ``scores`` view carries ``part``/``domain``/``policy`` too when present. The dataset's metadata and source are kept as JSON in the
 Parquet schema metadata, so :meth:`Store.load_source` returns an identical dataset (same
 fingerprint).
 
@@ -64,6 +66,8 @@ BASE_COLUMNS = ("transition_id", "episode_id", "step", "reward", "terminal", "ti
                 "quality", "obs", "act", "next_obs", "qpos", "qvel")
 #: transition columns repeated in the ``scores`` view.
 SCORES_BASE = ("transition_id", "episode_id", "step", "reward", "episode_return", "quality")
+#: Provenance columns of a combined source (``xcurate datasets combine``), also in ``scores`` when present.
+PROVENANCE_COLUMNS = ("part", "domain", "policy", "quality")
 _VECTOR_FIELDS = {"obs": "observations", "act": "actions", "next_obs": "next_observations",
                   "qpos": "qpos", "qvel": "qvel"}
 _META_KEY = b"xcurate"
@@ -113,6 +117,12 @@ def dataset_to_table(ds: TransitionDataset) -> pa.Table:
         if name in cols:
             raise DataError(f"{ds.source}: extra column {name!r} clashes with a store column")
         cols[name] = _vector_column(arr)
+    from xcurate.datasets.ops import provenance_labels
+
+    for name in PROVENANCE_COLUMNS[1:-1]:  # domain, policy of a combined dataset (text, per row)
+        labels = provenance_labels(ds, name)
+        if labels is not None and name not in cols:
+            cols[name] = pa.array([None if v is None else str(v) for v in labels], type=pa.string())
     meta = {"metadata": ds.metadata, "source": ds.source, "extras": list(ds.extras),
             "reward_shape": list(ds.rewards.shape)}
     table = pa.table(cols)
@@ -581,8 +591,10 @@ class Store:
         con.execute(f"CREATE VIEW transitions AS SELECT * FROM read_parquet({_lit(self.dir / 'transitions.parquet')})")
         con.execute(f"CREATE VIEW target AS SELECT * FROM read_parquet({_lit(self.dir / 'target.parquet')})")
         cur = self.current_runs()
-        select = [f"t.{_q(c)}" for c in SCORES_BASE]
-        joins, seen = [], set(SCORES_BASE)
+        have = {d[0] for d in con.execute("SELECT * FROM transitions LIMIT 0").description}
+        base = [*SCORES_BASE, *(c for c in PROVENANCE_COLUMNS if c in have and c not in SCORES_BASE)]
+        select = [f"t.{_q(c)}" for c in base]
+        joins, seen = [], set(base)
         for i, (name, m) in enumerate(sorted(cur.items())):
             path = self.dir / "runs" / m["run_id"] / "scores.parquet"
             con.execute(f"CREATE VIEW {_q(name)} AS SELECT * FROM read_parquet({_lit(path)})")
