@@ -51,7 +51,7 @@ def store(tmp_path_factory):
     return st
 
 
-@pytest.mark.parametrize("recipe", sorted(set(RECIPES) - {"sql", "oracle", "random"}))  # controls: test_control_recipes.py
+@pytest.mark.parametrize("recipe", sorted(set(RECIPES) - {"sql", "oracle", "random", "auto"}))  # controls: test_control_recipes.py; auto: tests/scoring/test_holdout_auto.py
 def test_each_recipe(store, recipe):
     ds = curate(store, recipe)
     w, keep, planted = ds.extras["weight"], ds.extras["keep"], ds.extras["planted"] == 1
