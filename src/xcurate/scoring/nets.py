@@ -76,6 +76,31 @@ class Standardizer:
         return Standardizer(self.mean.to(device), self.std.to(device))
 
 
+NEXT_INPUTS = ("next", "delta")
+
+
+class NextInput:
+    """How a scorer feeds the next state to a network: ``next`` = z-scored s' (the papers),
+    ``delta`` = z-scored s' - s (the dynamics residual on its own scale: a shift that moves s' by a
+    fraction of s's spread is O(1) in these units instead of drowned by the spread of s).
+    """
+
+    def __init__(self, kind: str, s_norm: Standardizer, pairs: list[tuple[torch.Tensor, torch.Tensor]],
+                 standardize: bool = True) -> None:
+        if kind not in NEXT_INPUTS:
+            from xcurate.errors import ConfigError
+
+            raise ConfigError(f"next_input must be one of {NEXT_INPUTS}, got {kind!r}")
+        self.kind, self.s_norm = kind, s_norm
+        self.d_norm = None
+        if kind == "delta":
+            d = torch.cat([s2 - s for s, s2 in pairs])
+            self.d_norm = Standardizer.fit(d) if standardize else Standardizer(d[:1] * 0, d[:1] * 0 + 1)
+
+    def __call__(self, s: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+        return self.s_norm(s2) if self.d_norm is None else self.d_norm(s2 - s)
+
+
 def resolve_torch_device(device: str) -> torch.device:
     """``"auto"`` -> CUDA when available else CPU; ``"cpu"``/``"cuda"`` as given."""
     from xcurate.utils import resolve_device

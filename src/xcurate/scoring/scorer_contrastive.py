@@ -103,6 +103,7 @@ class ContrastiveScorer(Scorer):
     embed_dim: int = 64  # embedding dimension (IGDF)
     normalize: bool = True  # z-score s, a, s' with source+target statistics
     train: bool = True  # False reproduces ODRL's bug (random encoder); for comparisons only
+    next_input: str = "next"  # "next": psi(z-scored s') (IGDF); "delta": psi(z-scored s' - s) (nets.NextInput)
 
     def fit(self, target: TransitionDataset, source: TransitionDataset) -> ContrastiveScorer:
         """Train phi/psi on target positives and source negatives."""
@@ -115,10 +116,12 @@ class ContrastiveScorer(Scorer):
         else:
             z = torch.zeros(1, device=dev)
             self._s_norm = self._a_norm = nets.Standardizer(z, z + 1)
+        self._next = nets.NextInput(self.next_input, self._s_norm, [(tt["s"], tt["s2"]), (ts["s"], ts["s2"])],
+                                    standardize=self.normalize)
         self._enc = ContrastiveEncoders(target.obs_dim, target.act_dim, tuple(self.hidden), self.embed_dim).to(dev)
         if self.train:
-            s, a, s2 = self._s_norm(tt["s"]), self._a_norm(tt["a"]), self._s_norm(tt["s2"])
-            neg_pool = self._s_norm(ts["s2"])
+            s, a, s2 = self._s_norm(tt["s"]), self._a_norm(tt["a"]), self._next(tt["s"], tt["s2"])
+            neg_pool = self._next(ts["s"], ts["s2"])
             opt = torch.optim.Adam(self._enc.parameters(), lr=self.lr)
 
             def step(_: int) -> torch.Tensor:
@@ -143,7 +146,7 @@ class ContrastiveScorer(Scorer):
             raise ConfigError("contrastive: call fit() before score()")
 
         def fn(t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            args = (self._s_norm(t["s"]), self._a_norm(t["a"]), self._s_norm(t["s2"]))
+            args = (self._s_norm(t["s"]), self._a_norm(t["a"]), self._next(t["s"], t["s2"]))
             return {"contrastive_score": nets.batched(self._enc.score, *args),
                     "contrastive_logit": nets.batched(self._enc.logit, *args)}
 

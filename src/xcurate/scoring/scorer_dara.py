@@ -85,6 +85,7 @@ class DaraScorer(Scorer):
     input_noise: float = 0.1  # std of Gaussian noise added to z-scored inputs in training (DARC regulariser)
     eta: float = 0.1  # reward-correction weight (DARA)
     clip: float = 10.0  # |delta_r| bound
+    next_input: str = "next"  # "next": z-scored s' (DARA); "delta": z-scored s' - s (nets.NextInput)
 
     def fit(self, target: TransitionDataset, source: TransitionDataset) -> DaraScorer:
         """Train both classifiers on balanced target/source batches."""
@@ -94,8 +95,9 @@ class DaraScorer(Scorer):
         self._s_norm = nets.Standardizer.fit(torch.cat([tt["s"], tt["s2"], ts["s"], ts["s2"]]))
         self._a_norm = nets.Standardizer.fit(torch.cat([tt["a"], ts["a"]]))
         self._clf = clf = DomainClassifiers(target.obs_dim, target.act_dim, tuple(self.hidden)).to(dev)
-        xt = [self._s_norm(tt["s"]), self._a_norm(tt["a"]), self._s_norm(tt["s2"])]
-        xs = [self._s_norm(ts["s"]), self._a_norm(ts["a"]), self._s_norm(ts["s2"])]
+        self._next = nets.NextInput(self.next_input, self._s_norm, [(tt["s"], tt["s2"]), (ts["s"], ts["s2"])])
+        xt = [self._s_norm(tt["s"]), self._a_norm(tt["a"]), self._next(tt["s"], tt["s2"])]
+        xs = [self._s_norm(ts["s"]), self._a_norm(ts["a"]), self._next(ts["s"], ts["s2"])]
         opt = torch.optim.Adam(clf.parameters(), lr=self.lr)
         b = self.batch_size
 
@@ -132,7 +134,7 @@ class DaraScorer(Scorer):
             return dara_delta_r(*self._clf.logits(s, a, s2), clip=self.clip)
 
         def fn(t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-            dr = nets.batched(delta, self._s_norm(t["s"]), self._a_norm(t["a"]), self._s_norm(t["s2"]))
+            dr = nets.batched(delta, self._s_norm(t["s"]), self._a_norm(t["a"]), self._next(t["s"], t["s2"]))
             return {"dara_delta_r": dr, "dara_reward": t["r"] + self.eta * dr}
 
         return nets.score_chunk(chunk, self._device, fn, list(self.columns))
