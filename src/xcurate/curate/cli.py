@@ -28,10 +28,13 @@ def curate_cmd(
     where: str | None = typer.Option(None, "--where", help="sql: SQL predicate over the scores view."),
     weight: str | None = typer.Option(None, "--weight", help="sql: SQL weight expression (default 1.0)."),
     drop_unkept: bool = typer.Option(False, "--drop-unkept", help="Write only kept rows."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing dataset at --out."),
 ) -> None:
     """Curate the store's source dataset with a recipe and export it (with a manifest)."""
     from xcurate.curate.recipes import curate_to_file
+    from xcurate.datasets.io import check_dataset_output
 
+    check_dataset_output(out, fmt, force=force)
     opts = {k: v for k, v in {"proportion": proportion, "xi": xi, "alpha": alpha, "lam": lam,
                                "temperature": temperature, "eta": eta, "column": column,
                                "h_column": h_column, "where": where, "weight": weight}.items() if v is not None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from xcurate.console import make_console
+from xcurate.console import esc, make_console
 
 domains_app = typer.Typer(help="Source and shifted-dynamics target domains.", no_args_is_help=True)
 
@@ -41,7 +41,8 @@ def show_cmd(name: str = typer.Argument(..., help="domain name, e.g. hopper-fric
 
     d = get_domain(name)
     con = make_console()
-    con.print(f"[bold]{d.name}[/]  robot={d.robot} ({d.env_id})  family={d.family}  level={d.level or '-'}")
+    con.print(f"[bold]{esc(d.name)}[/]  robot={d.robot} ({d.env_id})  family={d.family}  level={d.level or '-'}",
+              markup=True)
     con.print(f"obs_dim={d.obs_dim}  act_dim={d.act_dim}  frame_skip={d.frame_skip}  dt={d.dt:g}")
     con.print(f"what changed: {d.description}")
     con.print(f"xml: {d.xml_path()}", highlight=False)
@@ -61,7 +62,8 @@ def show_cmd(name: str = typer.Argument(..., help="domain name, e.g. hopper-fric
                   f"J_expert {info['j_expert']:.1f} ({info.get('expert_episodes', '?')} episodes, "
                   f"{info.get('expert_policy', '?')})", highlight=False)
         if info.get("expert_below_random"):
-            con.print("[yellow]warning:[/] the expert scores below random here: normalised scores are meaningless")
+            con.print("[yellow]warning:[/] the expert scores below random here: normalised scores are meaningless",
+                      markup=True)
     else:
         con.print("references: not measured (run benchmarks/measure_references.py)")
 
