@@ -212,7 +212,7 @@ def test_refusals_say_why(world, monkeypatch, run_cli):
         (["collect", "--domain", "hopper", "--policy", "random", "-n", "5", "--out", world / "keep.hdf5"],
          "already exists; pass --force"),
         (["score", "--source", world / "src.parquet", "--target", world / "tgt.hdf5", "--scorers", "knn",
-          "--set", "knn.k=1.5", "--store", world / "nope"], "knn.k=1.5: expected an integer"),
+          "--set", "knn.k=1.5", "--store", world / "nope"], "knn.k must be an integer, got 1.5"),
         (["datasets", "info", world / "noact.hdf5"], "actions have dimension 0"),
         (["datasets", "info", "minari:../evil"], "Minari id must be a relative name"),
         (["policies", "evaluate", f"sb3:sac:{world}/evil.zip", "--domain", "hopper"], "objects other than tensors"),

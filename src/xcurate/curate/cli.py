@@ -33,14 +33,16 @@ def curate_cmd(
     """Curate the store's source dataset with a recipe and export it (with a manifest)."""
     from xcurate.curate.recipes import curate_to_file
     from xcurate.datasets.io import check_dataset_output
+    from xcurate.scoring.store import Store
 
-    check_dataset_output(out, fmt, force=force)
     opts = {k: v for k, v in {"proportion": proportion, "xi": xi, "alpha": alpha, "lam": lam,
                                "temperature": temperature, "eta": eta, "column": column,
                                "h_column": h_column, "where": where, "weight": weight}.items() if v is not None}
     if recipe != "sql" and ("where" in opts or "weight" in opts):
         raise ConfigError("--where/--weight are options of --recipe sql")
-    ds, path = curate_to_file(store, recipe, out, format=fmt, drop_unkept=drop_unkept, **opts)
+    st = Store(store)  # input errors first, then the output (before the work)
+    check_dataset_output(out, fmt, force=force)
+    ds, path = curate_to_file(st, recipe, out, format=fmt, drop_unkept=drop_unkept, **opts)
     w, keep = ds.extras["weight"], ds.extras["keep"]
     t = Table(title=f"curated {recipe} -> {path}")
     for c in ("rows", "kept", "kept %", "weight mean (kept)", "weight min..max (kept)", "columns"):

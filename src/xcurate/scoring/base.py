@@ -166,7 +166,7 @@ def _check_setting(scorer: str, key: str, value: Any, hint: Any) -> Any:
     import types
     import typing
 
-    where = f"scorer setting {scorer}.{key}={value!r}"
+    where = f"scorer setting {scorer}.{key}"
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -176,31 +176,31 @@ def _check_setting(scorer: str, key: str, value: Any, hint: Any) -> Any:
         origin = typing.get_origin(hint)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false")
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not value:
-            raise ConfigError(f"{where}: expected a non-empty list of integers, e.g. [256, 256]")
+            raise ConfigError(f"{where} must be a non-empty list of integers such as [256, 256], got {value!r}")
         return tuple(_check_setting(scorer, key, v, int) for v in value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ConfigError(f"{where}: expected an integer")
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
         value = int(value)
     elif hint is float:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise ConfigError(f"{where}: expected a number")
+            raise ConfigError(f"{where} must be a number, got {value!r}")
         value = float(value)
         if not math.isfinite(value):
-            raise ConfigError(f"{where}: must be finite")
+            raise ConfigError(f"{where} must be finite, got {value!r}")
     elif hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string")
+            raise ConfigError(f"{where} must be a string, got {value!r}")
         return value
     if key in SETTING_RANGES and isinstance(value, (int, float)):
         lo, hi, lo_in, hi_in = SETTING_RANGES[key]
         if not ((value >= lo if lo_in else value > lo) and (value <= hi if hi_in else value < hi)):
             interval = f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
-            raise ConfigError(f"{where}: must be in {interval}")
+            raise ConfigError(f"{where} must be in {interval}, got {value!r}")
     return value
 
 

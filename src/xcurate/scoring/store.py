@@ -141,10 +141,11 @@ def _read_parquet(path: Path, what: str = "store file") -> pa.Table:
                          "re-create the store or re-run the scorer") from None
 
 
-def _check_parquet(path: Path, what: str = "store file") -> None:
-    """Read the footer of a Parquet file: a truncated or corrupt file raises :class:`StoreError` naming it."""
+def _check_parquet(path: Path, what: str = "store file") -> int:
+    """Read the footer of a Parquet file and return its row count; a truncated or corrupt file
+    raises :class:`StoreError` naming it."""
     try:
-        pq.read_metadata(path)
+        return pq.read_metadata(path).num_rows
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"{path}: damaged {what}, cannot read it as Parquet ({_duck_error(e)}); "
                          "re-create the store or re-run the scorer") from None
@@ -589,7 +590,7 @@ class Store:
         ``scores`` and ``runs``.
 
         Once the views exist the connection may read only the store's own Parquet files
-        (``allowed_paths``), every other file system access is off (``enable_external_access =
+        (``allowed_paths``), stores under 200k rows use one DuckDB thread, every other file system access is off (``enable_external_access =
         false``: no ``read_csv('/etc/passwd')``, ``ATTACH``, ``COPY ... TO`` elsewhere, extension
         installs) and the configuration is locked (``lock_configuration``), so no query can turn
         it back on. :meth:`query` additionally accepts only one SELECT/WITH statement.
@@ -605,11 +606,13 @@ class Store:
 
         root = self.dir.resolve()
         files = [root / "transitions.parquet", root / "target.parquet"]
-        _check_parquet(files[0], "source table")
+        n_rows = _check_parquet(files[0], "source table")
         _check_parquet(files[1], "target table")
         con = duckdb.connect()
         try:
             self._build_views(con, root, files, use_cache)
+            if n_rows < 200_000:  # small stores: one DuckDB thread beats several fighting over a busy CPU
+                con.execute("SET threads TO 1")
             con.execute(f"SET allowed_paths = [{', '.join(_lit(f) for f in files)}]")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
