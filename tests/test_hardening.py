@@ -59,6 +59,16 @@ def test_read_only_queries_still_work(store, run_cli):
     assert code == 0 and [w.strip('"') for w in out.split()] == ["scorer", "knn", "ot"], err
 
 
+def test_store_files_stay_readable(store, run_cli):
+    """Inside the store everything may be read (older runs too); outside nothing."""
+    code, out, err = run_cli(["query", f"SELECT count(*) AS n FROM read_parquet('{store.dir}/runs/*/scores.parquet')",
+                              "--store", store.dir, "--format", "json"])
+    assert code == 0 and json.loads(out) == [{"n": 600}], err
+    code, _, err = run_cli(["query", f"SELECT count(*) FROM read_parquet('{store.dir}/../*/*.parquet')",
+                            "--store", store.dir])
+    assert code == 1 and "disabled" in err
+
+
 def test_check_read_only_sql():
     from xcurate.errors import StoreError
     from xcurate.scoring.store import check_read_only_sql

@@ -212,7 +212,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(path: Path) -> str:
+def _lit(path: str | Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
@@ -589,11 +589,13 @@ class Store:
         """A read-only DuckDB connection with the views ``transitions``, ``target``, one per scorer,
         ``scores`` and ``runs``.
 
-        Once the views exist the connection may read only the store's own Parquet files
-        (``allowed_paths``), stores under 200k rows use one DuckDB thread, every other file system access is off (``enable_external_access =
-        false``: no ``read_csv('/etc/passwd')``, ``ATTACH``, ``COPY ... TO`` elsewhere, extension
-        installs) and the configuration is locked (``lock_configuration``), so no query can turn
-        it back on. :meth:`query` additionally accepts only one SELECT/WITH statement.
+        Once the views exist the connection may read only files inside the store directory
+        (``allowed_directories``: its tables and every run, older ones included), every other file
+        system access is off (``enable_external_access = false``: no ``read_csv('/etc/passwd')``,
+        ``ATTACH``, ``COPY ... TO`` elsewhere, extension installs) and the configuration is locked
+        (``lock_configuration``), so no query can turn it back on. :meth:`query` additionally
+        accepts only one SELECT/WITH statement (so no ``COPY`` over the store's own files either).
+        Stores under 200k rows run on one DuckDB thread.
 
         Args:
             use_cache: read ``scores`` from the materialised STORE/scores.parquet when it is up to
@@ -613,7 +615,7 @@ class Store:
             self._build_views(con, root, files, use_cache)
             if n_rows < 200_000:  # small stores: one DuckDB thread beats several fighting over a busy CPU
                 con.execute("SET threads TO 1")
-            con.execute(f"SET allowed_paths = [{', '.join(_lit(f) for f in files)}]")
+            con.execute(f"SET allowed_directories = [{_lit(str(root) + '/')}]")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
         except duckdb.Error as e:
