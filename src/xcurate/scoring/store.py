@@ -172,7 +172,7 @@ def check_read_only_sql(sql: str, what: str = "query") -> None:
     kind = statements[0].type
     if kind != duckdb.StatementType.SELECT:
         raise StoreError(f"{what} refused: only read-only SELECT/WITH queries over the store's views are "
-                         f"allowed, not a {kind.name} statement")
+                         f"allowed ({kind.name} statement given)")
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
