@@ -10,8 +10,22 @@ import sys
 
 import typer
 
-from xcurate.console import make_console
+from xcurate.console import esc, make_console
 from xcurate.errors import XcurateError
+
+
+def _drop_type_tags() -> None:
+    """Show no ``<bool>``/``<str>``/``<int>`` type tags in ``--help`` (Typer prints one after every
+    option, even ``--help <bool>``); the help texts and defaults say what a value is."""
+    import typer.core as tcore
+
+    for name in ("TyperOption", "TyperArgument"):
+        cls = getattr(tcore, name, None)
+        if cls is not None and hasattr(cls, "display_type_rich"):
+            cls.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+
+
+_drop_type_tags()
 
 app = typer.Typer(name="xcurate", help="Curate source data for cross-domain offline RL.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -47,6 +61,13 @@ def version() -> None:
         typer.echo(f"{k}: {v}")
 
 
+def _error(message: str) -> None:
+    """Print ``error: MESSAGE`` on stderr as one line (user text escaped, never read as markup)."""
+    line = " ".join(message.split("\n")).strip()
+    make_console(stderr=True).print(f"[bold red]error:[/] {esc(line)}", highlight=False, markup=True,
+                                    soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` and return the exit code (used by tests and :func:`entry`)."""
     try:
@@ -54,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # standalone mode ends with sys.exit(code); usage errors exit 2
         return int(e.code or 0) if not isinstance(e.code, str) else 1
     except XcurateError as e:
-        make_console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+        _error(str(e))
+        return 1
+    except OSError as e:  # the environment refused (permissions, disk full, a path that is a file ...)
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        _error(f"{where}{e.strerror or e}")
         return 1
     except KeyboardInterrupt:
         make_console(stderr=True).print("interrupted")

@@ -95,6 +95,54 @@ def exclusive_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def check_output(path: str | os.PathLike, *, what: str = "--out", kind: str = "file",
+                 exist_ok: bool = False, force: bool = False) -> Path:
+    """Check, before any work starts, that an output can be written at ``path``.
+
+    Every command that writes calls this first, so that a bad ``--out`` fails in a second with one
+    line instead of after minutes of work (or with a traceback).
+
+    Args:
+        path: the output file or directory.
+        what: the option or argument named in errors (``--out``, ``--store``, ``DST``).
+        kind: ``"file"`` (an existing directory is refused) or ``"dir"`` (an existing file is refused).
+        exist_ok: an existing output of the right kind is fine (resumable runs, stores, reports).
+        force: an existing output may be replaced (``--force``); otherwise it is refused unless
+            ``exist_ok``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path` (``~`` expanded).
+
+    Raises:
+        ConfigError: the output exists (without ``--force``), has the wrong kind, lies below a
+            file, or its folder cannot be written (permissions, a read-only or virtual file
+            system such as ``/proc``).
+    """
+    from xcurate.errors import ConfigError
+
+    p = Path(path).expanduser()
+    if p.exists() or p.is_symlink():
+        if kind == "file" and p.is_dir():
+            raise ConfigError(f"{what} {p}: is a directory; give a file name")
+        if kind == "dir" and not p.is_dir():
+            raise ConfigError(f"{what} {p}: exists and is not a directory")
+        if not (exist_ok or force):
+            raise ConfigError(f"{what} {p}: already exists; pass --force to replace it")
+    probe_dir = p if (kind == "dir" and p.is_dir()) else p.parent
+    anc = probe_dir
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ConfigError(f"{what} {p}: cannot write there, {anc} is a file, not a directory")
+    try:  # the only reliable test (root passes os.access, /proc refuses anyway)
+        fd, probe = tempfile.mkstemp(prefix=".xcurate-probe-", dir=anc)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"{what} {p}: cannot write in {anc} ({e.strerror or e})") from None
+    return p
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     with atomic_path(path) as tmp:

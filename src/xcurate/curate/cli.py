@@ -34,9 +34,12 @@ def curate_cmd(
     tolerance: float | None = typer.Option(None, "--tolerance", help="oracle exact: largest gap counted as 0 (1e-6)."),
     seed: int | None = typer.Option(None, "--seed", help="random: seed of the uniform choice (0)."),
     drop_unkept: bool = typer.Option(False, "--drop-unkept", help="Write only kept rows."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing dataset at --out."),
 ) -> None:
     """Curate the store's source dataset with a recipe and export it (with a manifest)."""
     from xcurate.curate.recipes import curate_to_file
+    from xcurate.datasets.io import check_dataset_output
+    from xcurate.scoring.store import Store
 
     opts = {k: v for k, v in {"proportion": proportion, "xi": xi, "alpha": alpha, "lam": lam,
                                "temperature": temperature, "eta": eta, "column": column,
@@ -44,7 +47,9 @@ def curate_cmd(
                                "mode": oracle_mode, "tolerance": tolerance, "seed": seed}.items() if v is not None}
     if recipe != "sql" and ("where" in opts or "weight" in opts):
         raise ConfigError("--where/--weight are options of --recipe sql")
-    ds, path = curate_to_file(store, recipe, out, format=fmt, drop_unkept=drop_unkept, **opts)
+    st = Store(store)  # input errors first, then the output (before the work)
+    check_dataset_output(out, fmt, force=force)
+    ds, path = curate_to_file(st, recipe, out, format=fmt, drop_unkept=drop_unkept, **opts)
     w, keep = ds.extras["weight"], ds.extras["keep"]
     t = Table(title=f"curated {recipe} -> {path}")
     for c in ("rows", "kept", "kept %", "weight mean (kept)", "weight min..max (kept)", "columns"):

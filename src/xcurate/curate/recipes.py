@@ -178,13 +178,31 @@ def _dara(st, src, eta: float = 0.1, **o):
     return keep.astype(float), keep, {"delta_r": dr, "corrected_reward": src.rewards + eta * dr}, {"eta": eta}
 
 
+def _one_expression(name: str, expr: str) -> str:
+    """``expr`` if DuckDB's parser reads it as exactly one SQL expression, else :class:`ConfigError`.
+
+    A ``;`` inside a string literal is fine (``x = 'a;b'``); text that would close the
+    surrounding parenthesis and add clauses (``true) OR (1=1``), a second statement or an
+    unterminated comment is refused. The expression is later placed on lines of its own, so a
+    trailing ``-- comment`` cannot hide the rest of the query.
+    """
+    import duckdb
+
+    if not str(expr).strip():
+        raise ConfigError(f"sql recipe: {name} is empty")
+    try:
+        duckdb.SQLExpression(expr)
+    except duckdb.Error as e:
+        msg = " ".join(str(e).split())
+        raise ConfigError(f"sql recipe: {name} {expr!r} is not one SQL expression ({msg[:200]})") from None
+    return expr
+
+
 def _sql(st, src, where: str = "TRUE", weight: str = "1.0", **o):
     _no_opts("sql", o)
-    for name, expr in (("--where", where), ("--weight", weight)):
-        if ";" in expr:
-            raise ConfigError(f"sql recipe: {name} must be one expression (no ';')")
-    tab = _open_store(st).query(f"SELECT transition_id, CAST(({weight}) AS DOUBLE) AS w, "
-                                f"CAST(({where}) AS BOOLEAN) AS k FROM scores")
+    where, weight = _one_expression("--where", where), _one_expression("--weight", weight)
+    tab = _open_store(st).query(f"SELECT transition_id, CAST((\n{weight}\n) AS DOUBLE) AS w, "
+                                f"CAST((\n{where}\n) AS BOOLEAN) AS k FROM scores")
     ids = np.asarray(tab.column("transition_id").to_numpy(zero_copy_only=False), dtype=np.int64)
     w = np.asarray(tab.column("w").to_numpy(zero_copy_only=False), dtype=np.float64)
     k = tab.column("k").to_pylist()

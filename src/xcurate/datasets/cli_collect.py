@@ -31,11 +31,16 @@ def collect_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of resets, noise and the random policy."),
     quality: str = typer.Option(None, "--quality", help="Quality label stored in the metadata."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing dataset at --out."),
 ) -> None:
     """Collect a dataset by running a behaviour policy in a domain and write it (D4RL-style HDF5)."""
     from xcurate.datasets.collect import collect
-    from xcurate.datasets.io import save_dataset
+    from xcurate.datasets.io import check_dataset_output, save_dataset
+    from xcurate.errors import ConfigError
 
+    if transitions < 1:
+        raise ConfigError(f"--transitions must be >= 1, got {transitions}")
+    check_dataset_output(out, force=force, format_hint="a minari:<id> destination")
     ds = collect(domain, policy, transitions, noise=noise, seed=seed, progress=progress, quality=quality)
     path = save_dataset(ds, out, config={"command": "collect", "domain": domain, "policy": policy, "noise": noise,
                                          "seed": seed, "quality": quality, "transitions": transitions})

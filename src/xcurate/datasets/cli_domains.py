@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from xcurate.console import make_console
+from xcurate.console import esc, make_console
 
 domains_app = typer.Typer(help="Source and shifted-dynamics target domains.", no_args_is_help=True)
 
@@ -50,7 +50,8 @@ def show_cmd(name: str = typer.Argument(..., help="domain name, e.g. hopper-fric
 
     d = get_domain(name)
     con = make_console()
-    con.print(f"[bold]{d.name}[/]  robot={d.robot} ({d.env_id})  family={d.family}  level={d.level or '-'}")
+    con.print(f"[bold]{esc(d.name)}[/]  robot={d.robot} ({d.env_id})  family={d.family}  level={d.level or '-'}",
+              markup=True)
     con.print(f"obs_dim={d.obs_dim}  act_dim={d.act_dim}  frame_skip={d.frame_skip}  dt={d.dt:g}")
     con.print(f"what changed: {d.description}")
     if d.params.get("note"):
@@ -73,7 +74,8 @@ def show_cmd(name: str = typer.Argument(..., help="domain name, e.g. hopper-fric
                   f"J_expert {info['j_expert']:.1f} ({info.get('expert_episodes', '?')} episodes, "
                   f"{info.get('expert_policy', '?')})", highlight=False)
         if info.get("expert_below_random"):
-            con.print("[yellow]warning:[/] the expert scores below random here: normalised scores are meaningless")
+            con.print("[yellow]warning:[/] the expert scores below random here: normalised scores are meaningless",
+                      markup=True)
     else:
         con.print("references (measured): not measured (run benchmarks/measure_references.py)")
     from xcurate.datasets.reference_sets import REFERENCE_SETS

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from xcurate.console import make_console
 
@@ -113,12 +114,20 @@ def register(app: typer.Typer) -> None:
                 keep_contact_dims: bool = typer.Option(False, "--keep-contact-dims",
                                                        help="Keep the 84 contact-force dims of 111-dim Ant data "
                                                             "(default: dropped when all zero, else refused)."),
+                force: bool = typer.Option(False, "--force", help="Replace an existing dataset at DST."),
                 ) -> None:
         """Convert a dataset between formats (lossless; writes a manifest with the input's hash)."""
-        from xcurate.datasets.io import load_dataset, manifest_path, resolve_spec, save_dataset
+        from xcurate.datasets.io import (
+            check_dataset_output,
+            load_dataset,
+            manifest_path,
+            resolve_spec,
+            save_dataset,
+        )
 
         t0 = time.perf_counter()
         in_path = resolve_spec(src)
+        check_dataset_output(dst, format, force=force, what="DST")
         ds = load_dataset(src, in_format, on_nonfinite="drop" if drop_nonfinite else "error",
                           keep_contact_dims=keep_contact_dims)
         t1 = time.perf_counter()
@@ -181,7 +190,7 @@ def register(app: typer.Typer) -> None:
         for k in ("kind", "created", "xcurate_version", "seed", "fingerprint"):
             t.add_row(k, str(man.get(k)))
         if ds.fingerprint() != man.get("fingerprint"):
-            t.add_row("fingerprint check", "[red]MISMATCH: data changed after the manifest was written[/]")
+            t.add_row("fingerprint check", Text("MISMATCH: data changed after the manifest was written", style="red"))
         else:
             t.add_row("fingerprint check", "ok")
         for name, inp in (man.get("inputs") or {}).items():

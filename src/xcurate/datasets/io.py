@@ -76,6 +76,24 @@ def minari_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".minari" / "datasets"
 
 
+def minari_path(spec: str) -> Path:
+    """The folder of ``minari:<id>`` under :func:`minari_root`; an id that leaves the root is refused.
+
+    Raises:
+        DataError: the id is empty, absolute or climbs out of the root (``minari:../evil``).
+    """
+    rel = spec[len("minari:"):] if spec.startswith("minari:") else spec
+    root = minari_root()
+    p = root / rel
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise DataError(f"minari:{rel}: a Minari id must be a relative name under {root} (no '..', not absolute)")
+    try:
+        p.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise DataError(f"minari:{rel}: resolves outside the Minari root {root}") from None
+    return p
+
+
 def _normalise_format(format: str | None, where: str | Path) -> str | None:
     if format is None:
         return None
@@ -93,7 +111,7 @@ def resolve_spec(spec: str | Path) -> Path:
     """
     s = str(spec)
     if s.startswith("minari:"):
-        p = minari_root() / s[len("minari:"):]
+        p = minari_path(s)
         if not p.exists():
             raise DataError(f"{s}: no Minari dataset at {p} (set MINARI_DATASETS_PATH to change the root)")
         return p
@@ -292,27 +310,9 @@ def save_dataset(ds: TransitionDataset, path: str | Path, format: str | None = N
     Raises:
         DataError: invalid dataset, unknown format, or unwritable values. Nothing is left behind.
     """
-    s = str(path)
-    fmt = _normalise_format(format, path)
-    if s.startswith("minari:"):
-        dataset_id = dataset_id or s[len("minari:"):]
-        out = minari_root() / s[len("minari:"):]
-        if fmt not in (None, "minari"):
-            raise DataError(f"{s}: a minari: destination cannot be written as {fmt}")
-        fmt = "minari"
-    else:
-        out = Path(path).expanduser()
-        if (fmt in (None, "hdf5") and ids.ID_RE.match(s) and out.suffix.lower() not in _SUFFIXES
-                and not out.exists()):
-            out, fmt = ids.dataset_path(s), "hdf5"
-        if fmt is None:
-            if out.suffix == "" or out.is_dir():
-                raise DataError(f"{out}: cannot tell the format of a path without extension; pass "
-                                "format='minari' (a folder) or use .hdf5/.parquet")
-            fmt = _SUFFIXES.get(out.suffix.lower())
-            if fmt is None:
-                raise DataError(f"{out}: unknown dataset format {out.suffix!r} for writing (known: "
-                                ".hdf5, .h5, .parquet, or format='minari' for a folder)")
+    out, fmt = dataset_destination(path, format)
+    if str(path).startswith("minari:"):
+        dataset_id = dataset_id or str(path)[len("minari:"):]
     if fmt not in WRITE_FORMATS:
         raise DataError(f"{out}: format {fmt!r} can be read but not written (writable: "
                         f"{', '.join(WRITE_FORMATS)})")
@@ -344,6 +344,57 @@ def save_dataset(ds: TransitionDataset, path: str | Path, format: str | None = N
         man["timings"] = {**(timings or {}), "write_s": round(time.perf_counter() - t0, 4)}
         write_json_atomic(manifest_path(out), man)
     return out
+
+
+def dataset_destination(path: str | Path, format: str | None = None,
+                        format_hint: str = "format='minari'") -> tuple[Path, str]:
+    """Where :func:`save_dataset` would write ``path`` and in which format (nothing is written).
+
+    Args:
+        path: a file, a folder, ``minari:<id>`` or a dataset id (see :func:`save_dataset`).
+        format: ``hdf5``, ``parquet`` or ``minari``; default: from the extension.
+        format_hint: how the error for a path without extension names the format option
+            (CLI commands pass their own flag, e.g. ``--format minari``).
+
+    Raises:
+        DataError: unknown format, a path without extension and no format, or a Minari id outside
+            the Minari root.
+    """
+    s = str(path)
+    fmt = _normalise_format(format, path)
+    if s.startswith("minari:"):
+        out = minari_path(s)
+        if fmt not in (None, "minari"):
+            raise DataError(f"{s}: a minari: destination cannot be written as {fmt}")
+        return out, "minari"
+    out = Path(path).expanduser()
+    if (fmt in (None, "hdf5") and ids.ID_RE.match(s) and out.suffix.lower() not in _SUFFIXES
+            and not out.exists()):
+        return ids.dataset_path(s), "hdf5"
+    if fmt is None:
+        if out.suffix == "" or out.is_dir():
+            raise DataError(f"{out}: cannot tell the format of a path without extension; pass "
+                            f"{format_hint} (a folder) or use .hdf5/.parquet")
+        fmt = _SUFFIXES.get(out.suffix.lower())
+        if fmt is None:
+            raise DataError(f"{out}: unknown dataset format {out.suffix!r} for writing (known: "
+                            f".hdf5, .h5, .parquet, or {format_hint} for a folder)")
+    return out, fmt
+
+
+def check_dataset_output(path: str | Path, format: str | None = None, *, force: bool = False,
+                         what: str = "--out", format_hint: str = "--format minari") -> Path:
+    """Check before any work that a dataset can be written at ``path`` (see :func:`xcurate.utils.check_output`).
+
+    An existing dataset is refused unless ``force``; the output's folder must be writable.
+
+    Returns:
+        The destination path (the file, or the Minari dataset folder).
+    """
+    from xcurate.utils import check_output
+
+    out, fmt = dataset_destination(path, format, format_hint=format_hint)
+    return check_output(out, what=what, kind="dir" if fmt == "minari" else "file", force=force)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -345,12 +346,18 @@ def read_zoo_zip(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray
                 raise DataError(f"{p}: not a Stable-Baselines3 model (needs 'data' and 'policy.pth')")
             data = json.loads(z.read("data"))
             state = torch.load(io.BytesIO(z.read("policy.pth")), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise DataError(f"{p}: policy.pth is not a state dict of tensors")
     except (zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise DataError(f"{p}: cannot read SB3 model ({type(e).__name__}: {e})") from None
     except DataError:
         raise
-    except Exception as e:  # torch refusing non-tensor content, truncated file, ...
-        raise DataError(f"{p}: cannot read policy.pth ({type(e).__name__}: {e})") from None
+    except pickle.UnpicklingError:  # torch's weights-only reader met something else than tensors
+        raise DataError(f"{p}: policy.pth holds objects other than tensors; refused (loading it could run "
+                        "code from the file)") from None
+    except Exception as e:  # truncated file, ...: first line only (torch's messages run to many lines)
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise DataError(f"{p}: cannot read policy.pth ({type(e).__name__}: {first[:200]})") from None
     return data, {k: v.detach().cpu().numpy().astype(np.float64) for k, v in state.items()}
 
 

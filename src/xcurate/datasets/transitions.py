@@ -145,6 +145,10 @@ class TransitionDataset:
             raise DataError(f"{src}: observations must be 2-D (N, obs_dim), got shape {self.observations.shape}")
         if self.actions.ndim != 2:
             raise DataError(f"{src}: actions must be 2-D (N, act_dim), got shape {self.actions.shape}")
+        for name, arr in (("observations", self.observations), ("actions", self.actions)):
+            if arr.shape[1] == 0:
+                raise DataError(f"{src}: {name} have dimension 0 (shape {arr.shape}); a dataset needs at "
+                                "least one observation and one action component")
         if self.next_observations.shape != self.observations.shape:
             raise DataError(f"{src}: next_observations shape {self.next_observations.shape} does not match "
                             f"observations shape {self.observations.shape}")

@@ -28,8 +28,10 @@ def register(app: typer.Typer) -> None:
         from xcurate.console import make_console
         from xcurate.diagnostics.report import diagnose
         from xcurate.scoring.store import Store
+        from xcurate.utils import check_output
 
         st = Store(store)
+        check_output(out, kind="dir", exist_ok=True)  # an existing report is diagnose's to refuse (--force)
         cols = [s.strip() for s in scores.split(",") if s.strip()] or None
         if against == "holdout":
             from xcurate.diagnostics.holdout import holdout_report
@@ -59,7 +61,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo_cmd(
-        out: Path = typer.Option(None, "--out", help="Output directory (default: $XCURATE_DATA/demo)."),
+        out: Path = typer.Option(None, "--out", help="Output directory (default: ./xcurate-demo, or ./xcurate-demo-fast with "
+                                "--fast; an earlier demo there is replaced)."),
         fast: bool = typer.Option(False, "--fast", help="Tiny budgets (< 2 min; what CI runs)."),
         force: bool = typer.Option(False, "--force", help="Replace an existing demo output directory."),
         seed: int = typer.Option(0, "--seed", help="Random seed for collection, scorers and training."),

@@ -28,6 +28,8 @@ from typing import Any
 from xcurate.errors import ConfigError
 
 DEMO_MARKER = "demo.json"
+#: default output directory, relative to the working directory (``-fast`` appended with --fast).
+DEFAULT_OUT = "xcurate-demo"
 #: folders and files the demo writes inside its output directory (removed by --force).
 DEMO_ENTRIES = ("data", "store", "curated", "runs", "report", "query_ot_deciles.csv", DEMO_MARKER)
 
@@ -101,6 +103,9 @@ class DemoResult:
 def _prepare_out(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory; choose another --out")
+    from xcurate.utils import check_output
+
+    check_output(out, kind="dir", exist_ok=True)
     if out.exists() and any(out.iterdir()):
         if not (out / DEMO_MARKER).exists() and not (out / "store" / "store.json").exists():
             raise ConfigError(f"{out}: exists and holds other files (not a demo); choose an empty or new --out")
@@ -136,7 +141,11 @@ def run_demo(out: str | Path | None = None, fast: bool = False, force: bool = Fa
     """Run the demo pipeline into ``out`` and print a Rich summary.
 
     Args:
-        out: output directory (default ``$XCURATE_DATA/demo``, or ``demo-fast`` with ``fast``).
+        out: output directory (default ``./xcurate-demo`` in the working directory, or
+            ``./xcurate-demo-fast`` with ``fast``). The default directory's earlier demo is
+            replaced automatically (so the README's first command runs again and again); an
+            explicit ``out`` holding a demo needs ``force``. Either way a directory holding
+            anything but a demo's own entries is refused, and only those entries are removed.
         fast: use :meth:`DemoConfig.fast` (CI-sized).
         force: replace a previous demo in ``out``.
         seed: random seed.
@@ -149,12 +158,13 @@ def run_demo(out: str | Path | None = None, fast: bool = False, force: bool = Fa
     import torch
 
     from xcurate.console import make_console
-    from xcurate.utils import data_root
 
     console = console or make_console()
     cfg = config or (DemoConfig.fast(seed) if fast else DemoConfig.default(seed))
-    out = Path(out) if out is not None else data_root() / ("demo-fast" if fast else "demo")
-    _prepare_out(out, force)
+    if out is None:  # under the working directory: a fresh clone never depends on state in ~
+        out, force = Path(DEFAULT_OUT + ("-fast" if fast else "")), True
+    _prepare_out(Path(out), force)
+    out = Path(out)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, cfg.torch_threads))
     try:
@@ -168,7 +178,9 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
     import pyarrow.csv as pacsv
     import torch
     from rich.table import Table
+    from rich.text import Text
 
+    from xcurate.console import esc
     from xcurate.datasets.collect import collect
     from xcurate.datasets.domains import get_domain
     from xcurate.datasets.io import save_dataset
@@ -183,12 +195,13 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     src_dom, tgt_dom = get_domain(cfg.source_domain), get_domain(cfg.target_domain)
-    console.rule(f"[bold]xcurate demo[/] ({'fast' if fast else 'default'}): source {src_dom.name} -> "
-                 f"target {tgt_dom.name}")
+    console.rule(Text.from_markup(f"[bold]xcurate demo[/] ({'fast' if fast else 'default'}): source "
+                                  f"{esc(src_dom.name)} -> target {esc(tgt_dom.name)}"))
 
     # 1. collect ---------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    console.print("[bold cyan]1/7 collect[/]: random + medium source, shifted target (builtin policies)")
+    console.print("[bold cyan]1/7 collect[/]: random + medium source, shifted target (builtin policies)",
+                  markup=True)
     pol = load_policy(cfg.policy, src_dom)
     parts = [collect(src_dom, "random", cfg.n_random, seed=cfg.seed, progress=False, quality="random"),
              collect(src_dom, pol, cfg.n_medium, noise=cfg.medium_noise, seed=cfg.seed + 1, progress=False,
@@ -214,7 +227,7 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
 
     # 2. score -----------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    console.print(f"[bold cyan]2/7 score[/]: {', '.join(cfg.scorers)}")
+    console.print(f"[bold cyan]2/7 score[/]: {esc(', '.join(cfg.scorers))}", markup=True)
     store = Store.create(out / "store", source, target, domain=tgt_dom.name)
     score_times: dict[str, float] = {}
     for name in cfg.scorers:
@@ -233,8 +246,10 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
            "round(max(ot_score), 4) AS ot_max, round(avg(oracle_dynamics_gap), 4) AS mean_gap, "
            "round(avg(oracle_bellman_error), 4) AS mean_bellman_error, round(avg(episode_return), 1) AS "
            "mean_episode_return FROM d GROUP BY decile ORDER BY decile")
-    console.print("[bold cyan]3/7 query[/]: deciles of ot_score (1 = closest to the target) vs the oracle")
-    console.print(f"  [dim]xcurate query \"{sql}\" --store {out / 'store'}[/]", soft_wrap=True)
+    console.print("[bold cyan]3/7 query[/]: deciles of ot_score (1 = closest to the target) vs the oracle",
+                  markup=True)
+    console.print(f"  [dim]xcurate query \"{esc(sql)}\" --store {esc(out / 'store')}[/]", soft_wrap=True,
+                  markup=True)
     qt = store.query(sql)
     with atomic_path(out / "query_ot_deciles.csv") as tmp:
         pacsv.write_csv(qt, tmp)
@@ -250,7 +265,8 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
     t0 = time.perf_counter()
     from xcurate.curate.recipes import curate_to_file
 
-    console.print(f"[bold cyan]4/7 curate[/]: recipes {', '.join(cfg.recipes)} (+ unfiltered 'none')")
+    console.print(f"[bold cyan]4/7 curate[/]: recipes {esc(', '.join(cfg.recipes))} (+ unfiltered 'none')",
+                  markup=True)
     curated: dict[str, Path] = {}
     n_kept: dict[str, int] = {}
     for recipe in ("none", *cfg.recipes):
@@ -266,7 +282,7 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
     from xcurate.policy.runs import RunSpec, train
 
     console.print(f"[bold cyan]5/7 train[/] IQL for {cfg.train_steps} updates per dataset, then "
-                  f"[bold cyan]6/7 evaluate[/] ({cfg.eval_episodes} episodes in {tgt_dom.name})")
+                  f"[bold cyan]6/7 evaluate[/] ({cfg.eval_episodes} episodes in {esc(tgt_dom.name)})", markup=True)
     jobs: list[tuple[str, str | None]] = [("target-only", None), ("unfiltered", str(curated["none"]))]
     jobs += [(r, str(curated[r])) for r in cfg.recipes]
     results: list[dict[str, Any]] = []
@@ -290,7 +306,7 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
 
     # 7. diagnose ----------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    console.print("[bold cyan]7/7 diagnose[/]: every score vs the oracle Bellman error")
+    console.print("[bold cyan]7/7 diagnose[/]: every score vs the oracle Bellman error", markup=True)
     rep = diagnose(store, against="oracle_bellman_error", bins=cfg.bins, out=out / "report", force=True)
     timings["diagnose"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_all
@@ -319,7 +335,8 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
         where.add_row(k, str(v))
     console.print(where)
     console.print("Stage timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    console.print(f"Try: [bold]xcurate query \"SELECT * FROM runs\" --store {out / 'store'}[/]", soft_wrap=True)
+    console.print(f"Try: [bold]xcurate query \"SELECT * FROM runs\" --store {esc(out / 'store')}[/]", soft_wrap=True,
+                  markup=True)
 
     manifest = make_manifest("demo", inputs={"source": str(src_path), "target": str(tgt_path)},
                              config=json.loads(json.dumps(asdict(cfg), default=list)), seed=cfg.seed,

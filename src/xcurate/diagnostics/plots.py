@@ -74,14 +74,26 @@ def make_figures(out: Path, report: Report, sample: dict[str, np.ndarray], corr:
     figs: dict[str, Path] = {}
     good_word = "increasing" if ref_dir == "lower" else "decreasing"
 
-    # 1. overlay (TABB fig. 3)
+    # 1. overlay (TABB fig. 3): the best and the worst score (by aligned Spearman) stand out, the
+    # others are thin and faded so that ten lines stay readable (each has its own panel in the grid)
     fig, ax = plt.subplots(figsize=(8, 4.8))
     cmap = plt.get_cmap("tab20" if len(scores) > 10 else "tab10")
     overall = None
+    rho = {s: summ[s]["spearman_aligned"] for s in scores}
+    ranked = [s for s in scores if math.isfinite(rho[s])]
+    best = max(ranked, key=lambda s: rho[s]) if len(ranked) > 2 else None
+    worst = min(ranked, key=lambda s: rho[s]) if len(ranked) > 2 else None
     for i, s in enumerate(scores):
         e = per[s]
-        ax.plot(e["bin"], e["mean"], marker="o", ms=3.5, lw=1.6, color=cmap(i % cmap.N),
-                label=f"{s} (rho={summ[s]['spearman_aligned']:+.2f})")
+        label = f"{s} (rho={rho[s]:+.2f})"
+        if s in (best, worst):
+            ax.plot(e["bin"], e["mean"], marker="o", ms=5, lw=2.8, zorder=3,
+                    color=_VERDICT_COLORS["good"] if s == best else _VERDICT_COLORS["inverted"],
+                    label=f"{'best' if s == best else 'worst'}: {label}")
+        else:
+            faded = best is not None
+            ax.plot(e["bin"], e["mean"], marker="o", ms=2.5 if faded else 3.5, lw=1.0 if faded else 1.6,
+                    alpha=0.45 if faded else 1.0, color=cmap(i % cmap.N), label=label)
         overall = summ[s]["overall_mean"]
     if overall is not None:
         ax.axhline(overall, ls="--", color="k", lw=1, label="all rows (random scorer)")

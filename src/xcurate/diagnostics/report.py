@@ -107,12 +107,8 @@ class _Conn:
     def __init__(self, store: Any) -> None:
         self.store = store
         self.dir = _store_dir(store)
+        # (the store's connection is locked; it already runs small stores on one DuckDB thread)
         self._con = store.connect() if callable(getattr(store, "connect", None)) else None
-        if self._con is not None:
-            # small stores: one DuckDB thread is faster than several fighting over a busy CPU
-            n = self._con.sql("SELECT count(*) FROM transitions").fetchall()[0][0]
-            if n < 200_000:
-                self._con.execute("SET threads TO 1")
 
     def query(self, sql: str) -> pa.Table:
         if self._con is None:

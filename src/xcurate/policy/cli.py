@@ -31,7 +31,8 @@ def train_cmd(
     domain: str = typer.Option(..., "--domain", help="Target domain for evaluation (e.g. hopper-friction-0.5)."),
     out: Path = typer.Option(..., "--out", help="Run directory (resumed if it holds the same run)."),
     source: str | None = typer.Option(None, "--source", help="Curated source dataset (omit: target only)."),
-    steps: int = typer.Option(1_000_000, "--steps", help="Gradient updates."),
+    steps: int = typer.Option(1_000_000, "--steps", help="Gradient updates (the papers' 1,000,000 takes hours on a CPU; "
+                                             "20000 takes minutes). The progress bar shows the time left."),
     seeds: int = typer.Option(1, "--seeds", help="Seeds trained together in one process."),
     seed: int = typer.Option(0, "--seed", help="First seed."),
     eval_every: int = typer.Option(10_000, "--eval-every", help="Evaluate every N updates (0: at the end)."),
@@ -50,9 +51,15 @@ def train_cmd(
 ) -> None:
     """Train weighted IQL on TARGET (+ curated SOURCE), evaluating in DOMAIN."""
     from xcurate.policy.runs import RunSpec, train
+    from xcurate.utils import check_output
 
     if steps < 1 or seeds < 1 or eval_episodes < 0:
         raise ConfigError("--steps and --seeds must be >= 1 and --eval-episodes >= 0")
+    if eval_every < 0:
+        raise ConfigError(f"--eval-every must be >= 0 (0: evaluate only at the end), got {eval_every}")
+    if eval_max_steps is not None and eval_max_steps < 1:
+        raise ConfigError(f"--eval-max-steps must be >= 1, got {eval_max_steps}")
+    check_output(out, kind="dir", exist_ok=True)  # a run directory is resumed, a file is refused
     spec = RunSpec(target=target, source=source, domain=domain, steps=steps, variant=variant,
                    overrides=_parse_sets(sets), seed=seed, n_seeds=seeds, eval_every=eval_every,
                    eval_episodes=eval_episodes, eval_max_steps=eval_max_steps, eval_source_domain=eval_source_domain,

@@ -107,7 +107,24 @@ class IQLConfig:
              "proportion, xi and dvdf_xi must be in (0, 1]"),
             (self.tabb_temperature > 0, "tabb_temperature must be > 0"),
             (self.max_steps >= 1, "max_steps must be >= 1"),
+            (self.actor_lr > 0 and self.critic_lr > 0 and self.value_lr > 0 and self.cvae_lr > 0,
+             "learning rates (actor_lr, critic_lr, value_lr, cvae_lr) must be > 0"),
+            (0 <= self.gamma < 1, "gamma must be in [0, 1)"),
+            (0 < self.tau <= 1, "tau must be in (0, 1]"),
+            (0 < self.expectile < 1, "expectile must be in (0, 1)"),
+            (self.beta >= 0 and self.exp_adv_max > 0, "beta must be >= 0 and exp_adv_max > 0"),
+            (self.huber_delta > 0, "huber_delta must be > 0"),
+            (self.hidden_dim >= 1 and self.n_hidden >= 1 and self.cvae_hidden >= 1,
+             "hidden_dim, n_hidden and cvae_hidden must be >= 1"),
+            (self.cvae_batch >= 1 and self.cvae_steps >= 0, "cvae_batch must be >= 1 and cvae_steps >= 0"),
+            (0 <= self.dvdf_lambda <= 1, "dvdf_lambda must be in [0, 1]"),
+            (self.bc_weight >= 0 and self.cvae_kl >= 0, "bc_weight and cvae_kl must be >= 0"),
+            (self.seed >= 0, "seed must be >= 0"),
         ]
+        bad = [f.name for f in fields(self) if isinstance(getattr(self, f.name), float)
+               and not math.isfinite(getattr(self, f.name))]
+        if bad:  # NaN/inf would train with NaN losses (comparisons with NaN are all False)
+            raise ConfigError(f"IQLConfig: {bad[0]} must be finite, got {getattr(self, bad[0])}")
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(f"IQLConfig: {msg}")
@@ -150,9 +167,13 @@ class IQLConfig:
                     if str(v).lower() not in ("1", "0", "true", "false", "yes", "no"):
                         raise ValueError(v)
                     d[k] = str(v).lower() in ("1", "true", "yes")
+                elif t is int:  # "1e3" is 1000; 1.5, nan and inf are refused
+                    if not float(v).is_integer():
+                        raise ValueError(v)
+                    d[k] = int(float(v))
                 else:
-                    d[k] = t(float(v)) if t is int else t(v)
-            except ValueError:
+                    d[k] = t(v)
+            except (ValueError, OverflowError):
                 raise ConfigError(f"--set {k}={v}: expected a {t.__name__}") from None
         return IQLConfig(**d).validate()
 

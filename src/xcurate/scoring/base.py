@@ -12,7 +12,10 @@ direction (``higher`` = more useful for the target, ``lower`` = less useful) and
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -88,6 +91,33 @@ class Scorer:
         raise NotImplementedError
 
 
+#: Receives fit progress (what, step, total steps, loss) while a scorer trains (see :func:`fit_progress`).
+_FIT_CALLBACK: contextvars.ContextVar[Callable[[str, int, int, float], None] | None] = \
+    contextvars.ContextVar("xcurate_fit_progress", default=None)
+
+
+@contextlib.contextmanager
+def fit_progress(callback: Callable[[str, int, int, float], None] | None) -> Iterator[None]:
+    """Send the fit progress of scorers trained inside the ``with`` block to ``callback``.
+
+    ``callback(what, step, steps, loss)`` is called by :func:`xcurate.scoring.nets.train_loop`
+    whenever it checks the loss (every 100 steps and at the end); the store uses it to show a
+    "fit" bar with the loss beside the scoring bar.
+    """
+    token = _FIT_CALLBACK.set(callback)
+    try:
+        yield
+    finally:
+        _FIT_CALLBACK.reset(token)
+
+
+def report_fit_progress(what: str, step: int, steps: int, loss: float) -> None:
+    """Forward one progress report to the callback of :func:`fit_progress` (if any)."""
+    cb = _FIT_CALLBACK.get()
+    if cb is not None:
+        cb(what, step, steps, loss)
+
+
 _REGISTRY: dict[str, type[Scorer]] = {}
 
 
@@ -113,14 +143,87 @@ def get_scorer_class(name: str) -> type[Scorer]:
     return _REGISTRY[name]
 
 
+#: Allowed ranges of scorer settings, by setting name (shared by every scorer that has the
+#: setting): (low, high, low_inclusive, high_inclusive). Every float setting must also be finite.
+SETTING_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    **{k: (0, np.inf, True, False) for k in (
+        "steps", "value_steps", "encoder_steps", "finetune_steps", "seed", "ridge", "weight_decay",
+        "input_noise", "threshold", "beta", "eta", "logvar_bound_weight", "reward_weight")},
+    **{k: (1, np.inf, True, False) for k in (
+        "k", "batch_size", "n_negatives", "embed_dim", "n_models", "chunk", "n_iter", "emd_iter",
+        "zs_dim", "zsa_dim", "hidden", "value_hidden")},
+    **{k: (0, np.inf, False, False) for k in ("lr", "eps", "alpha", "min_std", "clip", "lambda_src",
+                                               "lambda_tar")},
+    "gamma": (0, 1, True, False), "tau": (0, 1, False, True), "expectile": (0, 1, False, False),
+}
+
+
+def _check_setting(scorer: str, key: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the field's type ``hint`` and :data:`SETTING_RANGES`; returns it
+    converted (an int for a float field becomes a float, a list for a tuple field a tuple)."""
+    import math
+    import numbers
+    import types
+    import typing
+
+    where = f"scorer setting {scorer}.{key}"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        hint = next(a for a in options if a is not type(None))
+        origin = typing.get_origin(hint)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ConfigError(f"{where} must be a non-empty list of integers such as [256, 256], got {value!r}")
+        return tuple(_check_setting(scorer, key, v, int) for v in value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        value = int(value)
+    elif hint is float:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be finite, got {value!r}")
+    elif hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if key in SETTING_RANGES and isinstance(value, (int, float)):
+        lo, hi, lo_in, hi_in = SETTING_RANGES[key]
+        if not ((value >= lo if lo_in else value > lo) and (value <= hi if hi_in else value < hi)):
+            interval = f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+            raise ConfigError(f"{where} must be in {interval}, got {value!r}")
+    return value
+
+
 def make_scorer(name: str, **settings: Any) -> Scorer:
-    """Instantiate a scorer by name with settings; unknown settings raise :class:`ConfigError`."""
+    """Instantiate a scorer by name with settings.
+
+    Each setting is checked against its dataclass field's type (an ``int`` field refuses ``1.5``
+    and ``"abc"``, a ``float`` field refuses text and NaN/inf) and against
+    :data:`SETTING_RANGES` (``steps >= 0``, ``k >= 1``, ``lr > 0`` ...).
+
+    Raises:
+        ConfigError: unknown setting, wrong type or out-of-range value (one line naming it).
+    """
+    import typing
+
     cls = get_scorer_class(name)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(settings) - fields
     if unknown:
         raise ConfigError(f"scorer {name!r} has no setting(s) {sorted(unknown)} (settings: {sorted(fields)})")
-    return cls(**settings)
+    hints = typing.get_type_hints(cls)
+    checked = {k: _check_setting(name, k, v, hints.get(k, Any)) for k, v in settings.items()}
+    return cls(**checked)
 
 
 def _load_builtin() -> None:

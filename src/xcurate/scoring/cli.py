@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from xcurate.console import make_console
+from xcurate.console import esc, make_console
 from xcurate.errors import ConfigError, StoreError
 
 store_app = typer.Typer(help="Inspect score stores.", no_args_is_help=True)
@@ -51,6 +51,7 @@ def score(
     """Score every source transition with each scorer and record the runs in a store."""
     from xcurate.scoring.base import make_scorer
     from xcurate.scoring.store import Store, check_holdout, parse_settings
+    from xcurate.utils import check_output
 
     holdout = check_holdout(holdout)
     if device not in ("auto", "cpu", "cuda"):
@@ -63,6 +64,7 @@ def score(
     names = [s.strip() for s in scorers.split(",") if s.strip()]
     if not names:
         raise ConfigError("--scorers is empty")
+    check_output(store, what="--store", kind="dir", exist_ok=True)
     settings = parse_settings(set_)
     unknown = set(settings) - set(names)
     if unknown:
@@ -101,18 +103,23 @@ def query(
     format: str = typer.Option("table", "--format", help="table | csv | json | parquet."),
     out: Path | None = typer.Option(None, "--out", help="Write the result to this file."),
     max_rows: int = typer.Option(50, "--max-rows", help="Rows shown by --format table."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
-    """Run an SQL query over a score store (DuckDB)."""
+    """Run a read-only SQL query (one SELECT/WITH) over a score store's views (DuckDB)."""
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
     from xcurate.scoring.store import Store
-    from xcurate.utils import atomic_path
+    from xcurate.utils import atomic_path, check_output
 
     if format not in ("table", "csv", "json", "parquet"):
         raise ConfigError(f"--format must be table, csv, json or parquet, got {format!r}")
     if format == "parquet" and out is None:
         raise ConfigError("--format parquet needs --out FILE")
+    if format == "table" and out is not None:
+        raise ConfigError("--format table prints to the terminal; use csv/json/parquet with --out")
+    if out is not None:
+        check_output(out, force=force)
     result = Store(store).query(sql)
     if format == "table":
         if out is not None:
@@ -148,7 +155,8 @@ def store_show(directory: Path = typer.Argument(..., help="Store directory.")) -
     st = Store(directory)
     console = make_console()
     info = st.info
-    console.print(f"[bold]store[/] {st.dir}  (format {info['format_version']}, domain {info.get('domain')})")
+    console.print(f"[bold]store[/] {esc(st.dir)}  (format {info['format_version']}, domain {esc(info.get('domain'))})",
+                  markup=True)
     for what in ("source", "target"):
         d = info[what]
         console.print(f"  {what}: {d['path']}  n={d['n']}  dims=({d.get('obs_dim')}, {d.get('act_dim')})  "

@@ -161,6 +161,8 @@ def train_loop(step: Callable[[int], torch.Tensor], steps: int, what: str, check
     Raises:
         DataError: if a loss is not finite (typically extreme, unnormalised input values).
     """
+    from xcurate.scoring.base import report_fit_progress
+
     last = float("nan")
     for i in range(steps):
         loss = step(i)
@@ -169,6 +171,7 @@ def train_loop(step: Callable[[int], torch.Tensor], steps: int, what: str, check
             if not np.isfinite(last):
                 raise DataError(f"training the {what} diverged at step {i} (loss {last}); check the "
                                 f"input data for extreme values or lower the learning rate")
+            report_fit_progress(what, i + 1, steps, last)  # the loss was synced above anyway
     return last
 
 

@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 
 from xcurate.datasets.transitions import TransitionDataset
 from xcurate.errors import ConfigError, DataError, StoreError
-from xcurate.scoring.base import ColumnSpec, Scorer, make_scorer
+from xcurate.scoring.base import ColumnSpec, Scorer, fit_progress, make_scorer
 from xcurate.utils import (
     atomic_path,
     exclusive_lock,
@@ -146,6 +146,49 @@ def table_to_dataset(table: pa.Table, source: str | None = None) -> TransitionDa
         source=source or meta.get("source", "<store>"))
 
 
+def _read_parquet(path: Path, what: str = "store file") -> pa.Table:
+    """``pq.read_table`` whose errors name the damaged file (one line)."""
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"{path}: damaged {what}, cannot read it as Parquet ({_duck_error(e)}); "
+                         "re-create the store or re-run the scorer") from None
+
+
+def _check_parquet(path: Path, what: str = "store file") -> int:
+    """Read the footer of a Parquet file and return its row count; a truncated or corrupt file
+    raises :class:`StoreError` naming it."""
+    try:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"{path}: damaged {what}, cannot read it as Parquet ({_duck_error(e)}); "
+                         "re-create the store or re-run the scorer") from None
+
+
+def check_read_only_sql(sql: str, what: str = "query") -> None:
+    """Refuse anything but exactly one read-only ``SELECT`` (or ``WITH ... SELECT``) statement.
+
+    DuckDB's own parser splits and classifies the text (a ``;`` inside a string literal is not a
+    separator), so ``COPY ... TO``, ``ATTACH``, ``INSTALL``, ``SET``, ``PRAGMA``, ``CREATE``,
+    ``INSERT``/``UPDATE``/``DELETE`` and several statements are refused before anything runs.
+
+    Raises:
+        StoreError: one line saying why the SQL is refused.
+    """
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as e:
+        raise StoreError(f"{what} refused: cannot parse the SQL ({_duck_error(e)})") from None
+    if len(statements) != 1:
+        raise StoreError(f"{what} refused: exactly one SQL statement is allowed, got {len(statements)}")
+    kind = statements[0].type
+    if kind != duckdb.StatementType.SELECT:
+        raise StoreError(f"{what} refused: only read-only SELECT/WITH queries over the store's views are "
+                         f"allowed ({kind.name} statement given)")
+
+
 def _write_parquet(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
@@ -168,9 +211,9 @@ def _load_dataset(spec: TransitionDataset | str | Path, what: str) -> tuple[Tran
 
 
 def _warn(msg: str) -> None:
-    from rich.console import Console
+    from xcurate.console import esc, make_console
 
-    Console(stderr=True).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
+    make_console(stderr=True).print(f"[yellow]warning:[/] {esc(msg)}", highlight=False, soft_wrap=True, markup=True)
 
 
 def _duck_error(e: Exception) -> str:
@@ -183,7 +226,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _lit(path: Path) -> str:
+def _lit(path: str | Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
@@ -294,13 +337,13 @@ class Store:
     def load_source(self) -> TransitionDataset:
         """The source dataset (cached after the first call)."""
         if self._source is None:
-            self._source = table_to_dataset(pq.read_table(self.dir / "transitions.parquet"))
+            self._source = table_to_dataset(_read_parquet(self.dir / "transitions.parquet", "source table"))
         return self._source
 
     def load_target(self) -> TransitionDataset:
         """The target dataset (cached after the first call)."""
         if self._target is None:
-            self._target = table_to_dataset(pq.read_table(self.dir / "target.parquet"))
+            self._target = table_to_dataset(_read_parquet(self.dir / "target.parquet", "target table"))
         return self._target
 
     # ------------------------------------------------------------------ runs
@@ -352,7 +395,7 @@ class Store:
         if scorer not in cur:
             raise StoreError(f"{self.dir}: no complete run of scorer {scorer!r} (run `xcurate score "
                              f"--scorers {scorer} --store {self.dir}`)")
-        return pq.read_table(self.dir / "runs" / cur[scorer]["run_id"] / "scores.parquet")
+        return _read_parquet(self.dir / "runs" / cur[scorer]["run_id"] / "scores.parquet", "score file")
 
     def run(self, scorer: Scorer, source: TransitionDataset | None = None,
             target: TransitionDataset | None = None, progress: bool = True,
@@ -454,7 +497,8 @@ class Store:
         with bar:
             if todo:
                 t0 = time.perf_counter()
-                scorer.fit(fit_tgt, src if not n_bad else src.select(rows))
+                with fit_progress(bar.fit_update if progress else None):
+                    scorer.fit(fit_tgt, src if not n_bad else src.select(rows))
                 fit_s = time.perf_counter() - t0
                 running["timings"] = {"fit_s": fit_s_prev + fit_s}
                 write_json_atomic(mpath, running)
@@ -579,24 +623,56 @@ class Store:
 
     # ------------------------------------------------------------------ SQL
     def connect(self, use_cache: bool = True):
-        """A DuckDB connection with the views ``transitions``, ``target``, one per scorer, ``scores``, ``runs``.
+        """A read-only DuckDB connection with the views ``transitions``, ``target``, one per scorer,
+        ``scores`` and ``runs``.
+
+        Once the views exist the connection may read only files inside the store directory
+        (``allowed_directories``: its tables and every run, older ones included), every other file
+        system access is off (``enable_external_access = false``: no ``read_csv('/etc/passwd')``,
+        ``ATTACH``, ``COPY ... TO`` elsewhere, extension installs) and the configuration is locked
+        (``lock_configuration``), so no query can turn it back on. :meth:`query` additionally
+        accepts only one SELECT/WITH statement (so no ``COPY`` over the store's own files either).
+        Stores under 200k rows run on one DuckDB thread.
 
         Args:
             use_cache: read ``scores`` from the materialised STORE/scores.parquet when it is up to
                 date (else, and when False, ``scores`` is a join of the runs with ``transitions``).
+
+        Raises:
+            StoreError: a store file is truncated or corrupt (the message names it).
         """
         import duckdb
 
+        root = self.dir.resolve()
+        files = [root / "transitions.parquet", root / "target.parquet"]
+        n_rows = _check_parquet(files[0], "source table")
+        _check_parquet(files[1], "target table")
         con = duckdb.connect()
-        con.execute(f"CREATE VIEW transitions AS SELECT * FROM read_parquet({_lit(self.dir / 'transitions.parquet')})")
-        con.execute(f"CREATE VIEW target AS SELECT * FROM read_parquet({_lit(self.dir / 'target.parquet')})")
+        try:
+            self._build_views(con, root, files, use_cache)
+            if n_rows < 200_000:  # small stores: one DuckDB thread beats several fighting over a busy CPU
+                con.execute("SET threads TO 1")
+            con.execute(f"SET allowed_directories = [{_lit(str(root) + '/')}]")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error as e:
+            con.close()
+            raise StoreError(f"{self.dir}: cannot open the store's tables ({_duck_error(e)})") from None
+        return con
+
+    def _build_views(self, con: Any, root: Path, files: list[Path], use_cache: bool) -> None:
+        """Create the views of :meth:`connect` on ``con``; append every file they read to ``files``."""
+        con.execute(f"CREATE VIEW transitions AS SELECT * FROM read_parquet({_lit(files[0])})")
+        con.execute(f"CREATE VIEW target AS SELECT * FROM read_parquet({_lit(files[1])})")
         cur = self.current_runs()
         have = {d[0] for d in con.execute("SELECT * FROM transitions LIMIT 0").description}
         base = [*SCORES_BASE, *(c for c in PROVENANCE_COLUMNS if c in have and c not in SCORES_BASE)]
         select = [f"t.{_q(c)}" for c in base]
         joins, seen = [], set(base)
         for i, (name, m) in enumerate(sorted(cur.items())):
-            path = self.dir / "runs" / m["run_id"] / "scores.parquet"
+            path = root / "runs" / m["run_id"] / "scores.parquet"
+            _check_parquet(path, f"score file of run {m['run_id']}")
+            files.append(path)
             con.execute(f"CREATE VIEW {_q(name)} AS SELECT * FROM read_parquet({_lit(path)})")
             alias = f"r{i}"
             joins.append(f"LEFT JOIN {_q(name)} AS {alias} ON {alias}.transition_id = t.transition_id")
@@ -605,11 +681,11 @@ class Store:
                     seen.add(c)
                     select.append(f"{alias}.{_q(c)}")
         if use_cache and self._cache_valid(cur):
-            con.execute(f"CREATE VIEW scores AS SELECT * FROM read_parquet({_lit(self.dir / 'scores.parquet')})")
+            files.append(root / "scores.parquet")
+            con.execute(f"CREATE VIEW scores AS SELECT * FROM read_parquet({_lit(files[-1])})")
         else:
             con.execute(f"CREATE VIEW scores AS SELECT {', '.join(select)} FROM transitions AS t {' '.join(joins)}")
         con.register("runs", self._runs_table())
-        return con
 
     def _runs_table(self) -> pa.Table:
         rows = []
@@ -660,11 +736,16 @@ class Store:
         ``scores`` (transition_id, episode_id, step, reward, episode_return, quality + every current
         score column) and ``runs`` (one row per run manifest).
 
+        Only one read-only SELECT/WITH statement is accepted (:func:`check_read_only_sql`), and the
+        connection can read nothing but the store's own files (see :meth:`connect`).
+
         Raises:
-            StoreError: one line with DuckDB's message for unknown views/columns or bad SQL.
+            StoreError: one line with DuckDB's message for unknown views/columns or bad SQL, or
+                saying why the SQL is refused.
         """
         import duckdb
 
+        check_read_only_sql(sql)
         con = self._connection()
         try:
             rel = con.sql(sql)
@@ -681,10 +762,10 @@ class _Progress:
         self.enabled = enabled
         self.label, self.total, self.done = label, total, done
         self._p = None
+        self._fit_tasks: dict[str, Any] = {}
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -694,8 +775,10 @@ class _Progress:
                 TimeRemainingColumn,
             )
 
-            self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                               TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+            from xcurate.console import make_console
+
+            self._p = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                               TimeElapsedColumn(), TimeRemainingColumn(), console=make_console(stderr=True),
                                transient=False)
             self._p.__enter__()
             self._task = self._p.add_task(self.label, total=self.total, completed=self.done)
@@ -704,6 +787,17 @@ class _Progress:
     def advance(self, n: int) -> None:
         if self._p is not None:
             self._p.advance(self._task, n)
+
+    def fit_update(self, what: str, step: int, steps: int, loss: float) -> None:
+        """Show a scorer's training (``fit <what>``: step of steps and the current loss)."""
+        if self._p is None:
+            return
+        desc = f"  fit {what} (loss {loss:.4g})"
+        task = self._fit_tasks.get(what)
+        if task is None:
+            self._fit_tasks[what] = self._p.add_task(desc, total=steps, completed=step)
+        else:
+            self._p.update(task, description=desc, completed=step)
 
     def __exit__(self, *exc: Any) -> None:
         if self._p is not None:
