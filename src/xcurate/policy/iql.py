@@ -456,6 +456,10 @@ class DeviceData:
         return self.unpack(self.sample_packed(gens, batch))
 
 
+#: columns of the value-scale rescaling: (IQLConfig field, scorer that provides them)
+_RESCALE_COLUMNS = {"v_next_scorer": ("droco_penalty", "ensemble"), "y_scorer": ("tabb_target", "tbm")}
+
+
 def check_source_columns(source: TransitionDataset, cfg: IQLConfig) -> np.ndarray | None:
     """Validate the source columns a config needs; return the static sampling rows (or None).
 
@@ -466,6 +470,10 @@ def check_source_columns(source: TransitionDataset, cfg: IQLConfig) -> np.ndarra
     src = source.source
     usable = np.ones(len(source), bool)
     for c in cfg.required_columns():
+        if c in _RESCALE_COLUMNS and c not in source.extras:
+            field, scorer = _RESCALE_COLUMNS[c]
+            raise DataError(f"{src}: column {c!r} is required by {field}=rescaled; re-score with the current "
+                            f"{scorer!r} scorer and curate again, or train with --set {field}=column")
         if c not in source.extras:
             raise DataError(f"{src}: column {c!r} is required by this variant (batch_norm={cfg.batch_norm}, "
                             f"source_target={cfg.source_target}, reward_correction={cfg.reward_correction}); "
