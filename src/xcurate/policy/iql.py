@@ -788,23 +788,11 @@ class IQLTrainer:
             (loss per seed (K,), per-sample loss (K, B) summed over the twins, Q values (K, 2, B)).
         """
         c = self.cfg
-        obs, act, next_obs, done = (batch[x] for x in ("obs", "act", "next_obs", "done"))
+        obs, act = batch["obs"], batch["act"]
         k, b = rew.shape
         bt = c.batch_target
         bs = b - bt
-        with torch.no_grad():
-            v_next = self.v(next_obs).squeeze(-1)
-            y = rew + c.gamma * (1.0 - done) * v_next  # timeouts bootstrap; only terminals stop
-            if bs > 0 and c.source_target == "droco":  # r + gamma (V(s') - u)
-                u = batch["penalty"]
-                if c.droco_penalty == "rescaled":  # the scorer's u on the learner's value scale
-                    u = u * scale_ratio(v_next[:, bt:], batch["v_next_scorer"])
-                y = torch.cat([y[:, :bt], rew[:, bt:] + c.gamma * (1.0 - done[:, bt:]) * (v_next[:, bt:] - u)], 1)
-            elif bs > 0 and c.source_target == "tabb":  # target-aligned y_hat
-                y_hat = batch["y_hat"]
-                if c.tabb_target == "rescaled":  # learner's target + the scorer's mismatch on the learner's scale
-                    y_hat = y[:, bt:] + scale_ratio(y[:, bt:], batch["y_scorer"]) * (y_hat - batch["y_scorer"])
-                y = torch.cat([y[:, :bt], y_hat], 1)
+        y = self.td_targets(batch, rew)
         q = self.q(self._qin(obs, act) if qin is None else qin).view(k, 2, b)
         diff = q - y.unsqueeze(1)  # (K, 2, B)
         src_kind = c.source_td_loss if c.source_td_loss != "auto" else (
@@ -816,6 +804,32 @@ class IQLTrainer:
                              td_loss(diff[..., bt:], src_kind, c.huber_delta).sum(1)], 1)
         assert per.shape == (k, b), f"per-sample TD loss {tuple(per.shape)} != (K, B) = {(k, b)}"
         return weighted_mean(per, w), per, q
+
+    @torch.no_grad()
+    def td_targets(self, batch: dict[str, Tensor], rew: Tensor) -> Tensor:
+        """(K, B) TD targets: r + gamma (1 - d) V(s') (target rows), the variant's target (source rows).
+
+        Args:
+            batch: the batch (target rows first, then source rows).
+            rew: (K, B) rewards after any source reward correction.
+        """
+        c = self.cfg
+        next_obs, done = batch["next_obs"], batch["done"]
+        bt = c.batch_target
+        bs = rew.shape[1] - bt
+        v_next = self.v(next_obs).squeeze(-1)
+        y = rew + c.gamma * (1.0 - done) * v_next  # timeouts bootstrap; only terminals stop
+        if bs > 0 and c.source_target == "droco":  # r + gamma (V(s') - u)
+            u = batch["penalty"]
+            if c.droco_penalty == "rescaled":  # the scorer's u on the learner's value scale
+                u = u * scale_ratio(v_next[:, bt:], batch["v_next_scorer"])
+            y = torch.cat([y[:, :bt], rew[:, bt:] + c.gamma * (1.0 - done[:, bt:]) * (v_next[:, bt:] - u)], 1)
+        elif bs > 0 and c.source_target == "tabb":  # target-aligned y_hat
+            y_hat = batch["y_hat"]
+            if c.tabb_target == "rescaled":  # learner's target + the scorer's mismatch on the learner's scale
+                y_hat = y[:, bt:] + scale_ratio(y[:, bt:], batch["y_scorer"]) * (y_hat - batch["y_scorer"])
+            y = torch.cat([y[:, :bt], y_hat], 1)
+        return y
 
     def train_step(self) -> dict[str, Tensor]:
         """Sample a batch and update; the CVAE (OTDF) is pre-trained first when enabled.
