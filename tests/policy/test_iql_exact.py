@@ -442,3 +442,15 @@ def test_source_ess_is_logged_for_every_variant(data):
         w = tr.source_weights(batch)
         torch.testing.assert_close(m["src_ess"], effective_sample_size(w))
         assert ((m["src_ess"] > 0) & (m["src_ess"] <= 1)).all()
+
+
+def test_scale_ratio_degenerate_batches():
+    """No spread in the scorer's values (or one row): the ratio is 1, never inf/NaN."""
+    from xcurate.policy.iql import scale_ratio
+
+    learner = torch.tensor([[1.0, 3.0, 5.0], [2.0, 2.0, 8.0]])
+    torch.testing.assert_close(scale_ratio(learner, torch.full((2, 3), 4.0)), torch.ones(2, 1))
+    torch.testing.assert_close(scale_ratio(learner, 0.5 * learner), torch.full((2, 1), 2.0))
+    torch.testing.assert_close(scale_ratio(learner[:, :1], learner[:, :1]), torch.ones(2, 1))
+    one = tabb_weights(torch.tensor([[3.0]]), 1.0, "std")
+    torch.testing.assert_close(one, torch.ones(1, 1))

@@ -10,7 +10,12 @@ for cross-domain data:
   (OTDF, IGDF, DVDF, TABB), always with explicit shape checks (weights are (K, B), never
   broadcast to (B, B));
 * the source TD targets of DROCO (penalised, ``penalty`` column) and TABB (target-aligned,
-  ``y_hat`` column), DARA's reward correction, and OTDF's CVAE behaviour regulariser.
+  ``y_hat`` column), optionally mapped onto the learner's value scale (``droco_penalty`` /
+  ``tabb_target="rescaled"``), DARA's reward correction, and OTDF's CVAE behaviour regulariser
+  (ELBO or the official decoder log-likelihood, ``bc_form``);
+* the papers' presets (:data:`VARIANTS`): which rows reach the actor (``source_in``) and which
+  losses the weights enter (``weight_scope``); the source weights' effective sample size is
+  logged every step (``src_ess``).
 
 Seeds: every network is a stack of ``n_seeds`` independent networks evaluated with batched
 matrix products (:class:`VecLinear`), so K seeds train in one process with one optimiser step.
@@ -390,7 +395,7 @@ def tabb_weights(tbm: Tensor, temperature: float, scale: str = "absolute") -> Te
     weights the same way whatever the scale of the returns.
     """
     t = temperature
-    if scale == "std":
+    if scale == "std" and tbm.shape[-1] > 1:  # one row: softmax is 1 whatever T
         t = temperature * tbm.detach().std(-1, keepdim=True).clamp_min(1e-6)
     return torch.softmax(-tbm / t, dim=-1) * tbm.shape[-1]
 
@@ -404,9 +409,14 @@ def scale_ratio(learner: Tensor, scorer: Tensor) -> Tensor:
     """(K, 1) per-batch ratio std(learner) / std(scorer) over the last dim (floored at 1e-6).
 
     Maps differences of the scorer's value estimates onto the learner's scale: if
-    V_learner ~ c V_scorer + b on the batch, c is estimated by matching the spreads.
+    V_learner ~ c V_scorer + b on the batch, c is estimated by matching the spreads. Where the
+    scorer's values do not spread (std <= 1e-6, or a single row) the ratio is 1: nothing to match.
     """
-    return learner.std(-1, keepdim=True) / scorer.std(-1, keepdim=True).clamp_min(1e-6)
+    if learner.shape[-1] < 2:
+        return torch.ones_like(learner[..., :1])
+    s_std = scorer.std(-1, keepdim=True)
+    ok = s_std > 1e-6
+    return torch.where(ok, learner.std(-1, keepdim=True) / torch.where(ok, s_std, 1.0), 1.0)
 
 
 # ============================================================================================
