@@ -283,3 +283,15 @@ def test_cli_refuses_inert_curation_in_one_line(tmp_path, hopper_like, run_cli):
     code, _, err = run_cli([*args, "--out", tmp_path / "default"])
     assert code == 0, err
     assert json.loads((tmp_path / "default" / "config.json").read_text())["spec"]["variant"] == "dara"
+
+
+def test_files_from_older_scorers_name_the_fix(tmp_path, hopper_like):
+    """A droco file without v_next_scorer (ensemble scorer v1) under the preset: one line naming the fix."""
+    target, source = hopper_like
+    cur = _curated(source, "droco", "droco")
+    del cur.extras["v_next_scorer"]
+    with pytest.raises(DataError, match="re-score with the current 'ensemble'.*--set droco_penalty=column"):
+        train(_spec(), tmp_path / "x", target=target, source=cur, progress=False)
+    s = train(_spec(steps=10, overrides={**SETS, "droco_penalty": "column"}), tmp_path / "ok", target=target,
+              source=cur, progress=False)
+    assert s["steps_done"] == 10
