@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from xcurate.curate.recipes import RECIPES, curate, curate_to_file
+from xcurate.curate.recipes import RECIPES, curate, curate_to_file, fetch_scores
 from xcurate.datasets.io import load_dataset, read_manifest
 from xcurate.datasets.synthetic import planted_shift
 from xcurate.errors import ConfigError, DataError, StoreError
@@ -66,7 +66,8 @@ def test_each_recipe(store, recipe):
     if recipe == "otdf":
         kept = w[keep]
         assert kept.max() == pytest.approx(1.0) and kept.min() >= np.exp(-1) - 1e-6
-        assert np.array_equal(ds.extras["score"], ds.extras["score"])  # raw column kept for per-batch use
+        ot = fetch_scores(store, ds, ["ot_score"], "otdf")["ot_score"].astype(np.float32)
+        assert np.array_equal(ds.extras["score"], ot)  # the raw ot_score column, kept for per-batch use
     if recipe == "tabb":
         assert w.mean() == pytest.approx(1.0, rel=1e-5)
         assert np.allclose(ds.extras["y_hat"], 10 * ds.rewards, atol=1e-4)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xcurate.datasets.planted import DEFAULT_CASES, planted_case, planted_mujoco
 from xcurate.datasets.oracle import replay
+from xcurate.datasets.planted import DEFAULT_CASES, planted_case, planted_mujoco
 from xcurate.errors import ConfigError
 
 

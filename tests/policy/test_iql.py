@@ -34,7 +34,8 @@ def data():
     source.extras.update({
         "weight": np.where(p == 1, 1.0, 0.5).astype(np.float32), "score": p - 1 + 0.1 * rng.random(n),
         "advantage_norm": rng.random(n), "tbm": 1 - p + 0.1 * rng.random(n), "y_hat": source.rewards * 10,
-        "penalty": 0.1 * (1 - p), "delta_r": p - 0.5, "corrected_reward": source.rewards + 0.1 * (p - 0.5)})
+        "penalty": 0.1 * (1 - p), "delta_r": p - 0.5, "corrected_reward": source.rewards + 0.1 * (p - 0.5),
+        "v_next_scorer": rng.random(n), "y_scorer": source.rewards * 10 + rng.random(n)})
     return target, source
 
 
@@ -96,7 +97,7 @@ def test_each_variant_runs(data, variant):
         assert v.shape == (2,), key
         assert torch.isfinite(v).all(), key
     if variant == "otdf":
-        assert tr.cvae_step == TINY["cvae_steps"] and "bc_elbo" in m
+        assert tr.cvae_step == TINY["cvae_steps"] and "bc_loglik" in m
         assert m["src_kept_frac"][0].item() == pytest.approx(np.ceil(0.8 * 16) / 16)
     a = tr.act(target.observations[:2])
     assert a.shape == (2, target.act_dim) and np.abs(a).max() <= 1

@@ -12,7 +12,7 @@ import torch
 from xcurate.datasets.domains import get_domain
 from xcurate.datasets.io import save_dataset
 from xcurate.datasets.synthetic import planted_shift
-from xcurate.errors import DataError, StoreError
+from xcurate.errors import ConfigError, DataError, StoreError
 from xcurate.policy.evaluate import check_layout, run_episodes, score_returns
 from xcurate.policy.runs import RunSpec, evaluate_run, list_runs, summarize, train
 
@@ -226,3 +226,72 @@ def test_resume_a_run_written_before_new_optional_fields(tmp_path, hopper_like):
     path.write_text(json.dumps(conf))
     with pytest.raises(StoreError, match="does not match"):
         train(_spec(), tmp_path / "r", target=target, source=source, progress=False)
+
+
+def _curated(source, recipe: str, paper_variant: str):
+    """A copy of ``source`` marked as the output of ``recipe`` (as xcurate.curate.recipes.curate writes it)."""
+    ds = source.select(slice(None))
+    p = ds.extras["planted"].astype(np.float32)
+    ds.extras = {"weight": np.ones(len(ds), np.float32), "keep": np.ones(len(ds), bool),
+                 "penalty": (0.5 * (1 - p)).astype(np.float32), "v_next_scorer": p + np.arange(len(ds)) % 3,
+                 "delta_r": (p - 0.5).astype(np.float32), "corrected_reward": (ds.rewards + 0.1 * (p - 0.5))}
+    ds.metadata = {**ds.metadata, "curation": {"recipe": recipe, "paper_variant": paper_variant, "options": {}}}
+    return ds
+
+
+def test_variant_defaults_to_the_curated_files_paper_variant(tmp_path, hopper_like, run_cli):
+    """No --variant: the file's recorded paper_variant is trained and recorded (issue 16 point 6)."""
+    target, source = hopper_like
+    t = save_dataset(target, tmp_path / "t.parquet")
+    s = save_dataset(_curated(source, "droco", "droco"), tmp_path / "droco.parquet")
+    train(_spec(target=str(t), source=str(s), steps=10), tmp_path / "r", progress=False)
+    conf = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert conf["spec"]["variant"] == "droco" and conf["iql"]["source_target"] == "droco"
+    train(_spec(target=str(t), source=str(s), steps=10), tmp_path / "r", progress=False)  # resumes: same config
+    train(_spec(steps=10), tmp_path / "plain", target=target, source=source, progress=False)  # uncurated: iql
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["spec"]["variant"] == "iql"
+
+
+@pytest.mark.parametrize(("recipe", "variant"), [("droco", "iql"), ("dara", "iql"), ("droco", "dara"),
+                                                 ("dara", "iql-actor")])
+def test_inert_curation_is_refused_unless_forced(tmp_path, hopper_like, recipe, variant):
+    target, source = hopper_like
+    cur = _curated(source, recipe, recipe)
+    with pytest.raises(ConfigError, match=f"recipe '{recipe}'.*--variant {recipe}.*--force-variant"):
+        train(_spec(variant=variant), tmp_path / "x", target=target, source=cur, progress=False)
+    assert not (tmp_path / "x").exists()
+    s = train(_spec(variant=variant, steps=10, force_variant=True), tmp_path / "f", target=target, source=cur,
+              progress=False)
+    assert s["steps_done"] == 10
+    # a config that reads the column is no fallback: allowed without forcing
+    sets = {**SETS, "source_target": "droco"} if recipe == "droco" else {**SETS, "reward_correction": "delta_r"}
+    train(_spec(variant="iql", steps=10, overrides=sets), tmp_path / "ok", target=target, source=cur, progress=False)
+
+
+def test_cli_refuses_inert_curation_in_one_line(tmp_path, hopper_like, run_cli):
+    target, source = hopper_like
+    t = save_dataset(target, tmp_path / "t.parquet")
+    s = save_dataset(_curated(source, "dara", "dara"), tmp_path / "dara.parquet")
+    args = ["train", "--target", t, "--source", s, "--domain", "hopper", "--steps", "5", "--eval-episodes", "0",
+            "--set", "hidden_dim=16", "--set", "batch_target=8", "--set", "batch_source=8", "--no-progress"]
+    code, _, err = run_cli([*args, "--variant", "iql", "--out", tmp_path / "bad"])
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error:") and "--force-variant" in lines[0], err
+    assert "Traceback" not in err and not (tmp_path / "bad").exists()
+    code, _, err = run_cli([*args, "--variant", "iql", "--force-variant", "--out", tmp_path / "forced"])
+    assert code == 0, err
+    code, _, err = run_cli([*args, "--out", tmp_path / "default"])
+    assert code == 0, err
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["spec"]["variant"] == "dara"
+
+
+def test_files_from_older_scorers_name_the_fix(tmp_path, hopper_like):
+    """A droco file without v_next_scorer (ensemble scorer v1) under the preset: one line naming the fix."""
+    target, source = hopper_like
+    cur = _curated(source, "droco", "droco")
+    del cur.extras["v_next_scorer"]
+    with pytest.raises(DataError, match="re-score with the current 'ensemble'.*--set droco_penalty=column"):
+        train(_spec(), tmp_path / "x", target=target, source=cur, progress=False)
+    s = train(_spec(steps=10, overrides={**SETS, "droco_penalty": "column"}), tmp_path / "ok", target=target,
+              source=cur, progress=False)
+    assert s["steps_done"] == 10

@@ -59,7 +59,13 @@ def test_planted_signal(data, fitted):
     _, source = data
     _, out = fitted
     lab = source.extras["planted"]
-    assert set(out) == {"ensemble_penalty", "ensemble_disagreement", "ensemble_loglik", "ensemble_score"}
+    assert set(out) == {"ensemble_penalty", "ensemble_disagreement", "ensemble_loglik", "ensemble_score",
+                        "ensemble_v_next"}
+    scorer = fitted[0]
+    s2 = torch.as_tensor(source.next_observations[:50], dtype=torch.float32)
+    with torch.no_grad():  # V(s') of the scorer's own value function, the scale the penalty is on
+        v_ref = scorer._value.value(scorer._s_norm(s2.to(scorer._device))).cpu().numpy()
+    np.testing.assert_allclose(out["ensemble_v_next"][:50], v_ref, rtol=1e-5, atol=1e-5)
     for c in out:
         assert out[c].shape == (len(source),) and np.isfinite(out[c]).all()
     assert np.all(out["ensemble_penalty"] >= 0) and np.all(out["ensemble_disagreement"] >= 0)

@@ -53,7 +53,8 @@ def test_planted_signal(data, fitted):
     _, source = data
     _, out = fitted
     lab = source.extras["planted"]
-    assert set(out) == {"tbm", "tbm_score", "tbm_latent_error", "tbm_y_hat"}
+    assert set(out) == {"tbm", "tbm_score", "tbm_latent_error", "tbm_y_hat", "tbm_y"}
+    np.testing.assert_allclose(out["tbm"], np.abs(out["tbm_y"] - out["tbm_y_hat"]), rtol=1e-5, atol=1e-5)
     assert np.all(out["tbm"] >= 0) and np.array_equal(out["tbm_score"], -out["tbm"])
     assert np.all(out["tbm_latent_error"] >= 0) and np.isfinite(out["tbm_y_hat"]).all()
     assert auc(-out["tbm_latent_error"], lab) >= 0.8

@@ -7,7 +7,7 @@ that the trainer (``xcurate train``) understands:
 * ``keep`` (bool): whether the transition is sampled at all;
 
 plus recipe-specific columns (``score``/``advantage_norm`` for per-batch OTDF/IGDF/DVDF
-training, ``tbm`` + ``y_hat`` for TABB, ``penalty`` for DROCO, ``delta_r`` +
+training, ``tbm`` + ``y_hat`` (+ ``y_scorer``) for TABB, ``penalty`` (+ ``v_next_scorer``) for DROCO, ``delta_r`` +
 ``corrected_reward`` for DARA). Rows whose score is NULL (non-finite source rows that the scorer
 skipped) are never kept.
 
@@ -153,21 +153,32 @@ def _tabb(st, src, temperature: float = 1.0, **o):
     _no_opts("tabb", o)
     if temperature <= 0:
         raise ConfigError(f"tabb: temperature must be > 0, got {temperature}")
-    cols = fetch_scores(st, src, ["tbm", "tbm_y_hat"], "tabb")
+    extra = ["tbm_y"] if "tbm_y" in score_columns_available(st) else []  # stores scored before tbm v2 lack it
+    cols = fetch_scores(st, src, ["tbm", "tbm_y_hat", *extra], "tabb")
     tbm, y_hat = cols["tbm"], cols["tbm_y_hat"]
     keep = np.isfinite(tbm) & np.isfinite(y_hat)
+    out = {"tbm": tbm, "y_hat": y_hat}
+    if extra:  # the scorer's realised target: the trainer rescales y_hat - y_scorer to its own V
+        keep &= np.isfinite(cols["tbm_y"])
+        out["y_scorer"] = cols["tbm_y"]
     z = np.where(keep, -tbm / temperature, -np.inf)
     z = z - z[keep].max()
     e = np.where(keep, np.exp(z), 0.0)
     w = e / e.sum() * keep.sum()  # softmax over the dataset, scaled to mean 1 over kept rows
-    return w, keep, {"tbm": tbm, "y_hat": y_hat}, {"temperature": temperature}
+    return w, keep, out, {"temperature": temperature}
 
 
 def _droco(st, src, **o):
     _no_opts("droco", o)
-    u = fetch_scores(st, src, ["ensemble_penalty"], "droco")["ensemble_penalty"]
+    extra = ["ensemble_v_next"] if "ensemble_v_next" in score_columns_available(st) else []  # ensemble v2
+    cols = fetch_scores(st, src, ["ensemble_penalty", *extra], "droco")
+    u = cols["ensemble_penalty"]
     keep = np.isfinite(u)
-    return keep.astype(float), keep, {"penalty": u}, {}
+    out = {"penalty": u}
+    if extra:  # the scorer's V(s'): the trainer rescales u to its own V
+        keep &= np.isfinite(cols["ensemble_v_next"])
+        out["v_next_scorer"] = cols["ensemble_v_next"]
+    return keep.astype(float), keep, out, {}
 
 
 def _dara(st, src, eta: float = 0.1, **o):

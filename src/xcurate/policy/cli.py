@@ -40,8 +40,11 @@ def train_cmd(
     eval_max_steps: int | None = typer.Option(None, "--eval-max-steps", help="Cap episode length (quick tests)."),
     eval_source_domain: str | None = typer.Option(None, "--eval-source-domain",
                                                   help="Also evaluate in this domain (e.g. the source domain)."),
-    variant: str = typer.Option("iql", "--variant",
-                                help="iql | iql-actor | otdf | igdf | dvdf | tabb | droco | dara"),
+    variant: str | None = typer.Option(None, "--variant",
+                                       help="iql | iql-actor | otdf | igdf | dvdf | tabb | droco | dara "
+                                            "(default: the curated file's paper_variant; iql without one)"),
+    force_variant: bool = typer.Option(False, "--force-variant",
+                                       help="Train even if the variant ignores what the curation wrote."),
     sets: list[str] | None = typer.Option(None, "--set", help="IQLConfig override key=value (repeatable)."),
     log_every: int = typer.Option(1000, "--log-every", help="Write progress.csv every N updates."),
     checkpoint_every: int = typer.Option(10_000, "--checkpoint-every", help="Checkpoint every N updates."),
@@ -64,7 +67,7 @@ def train_cmd(
                    overrides=_parse_sets(sets), seed=seed, n_seeds=seeds, eval_every=eval_every,
                    eval_episodes=eval_episodes, eval_max_steps=eval_max_steps, eval_source_domain=eval_source_domain,
                    log_every=max(1, min(log_every, steps)), checkpoint_every=max(1, checkpoint_every),
-                   reference=reference)
+                   reference=reference, force_variant=force_variant)
     summary = train(spec, out, progress=progress)
     _print_summary(str(out), summary)
 

@@ -10,7 +10,12 @@ for cross-domain data:
   (OTDF, IGDF, DVDF, TABB), always with explicit shape checks (weights are (K, B), never
   broadcast to (B, B));
 * the source TD targets of DROCO (penalised, ``penalty`` column) and TABB (target-aligned,
-  ``y_hat`` column), DARA's reward correction, and OTDF's CVAE behaviour regulariser.
+  ``y_hat`` column), optionally mapped onto the learner's value scale (``droco_penalty`` /
+  ``tabb_target="rescaled"``), DARA's reward correction, and OTDF's CVAE behaviour regulariser
+  (ELBO or the official decoder log-likelihood, ``bc_form``);
+* the papers' presets (:data:`VARIANTS`): which rows reach the actor (``source_in``) and which
+  losses the weights enter (``weight_scope``); the source weights' effective sample size is
+  logged every step (``src_ess``).
 
 Seeds: every network is a stack of ``n_seeds`` independent networks evaluated with batched
 matrix products (:class:`VecLinear`), so K seeds train in one process with one optimiser step.
@@ -42,6 +47,10 @@ COMPILE_CACHE_ENTRIES = 64
 BATCH_NORMS = ("none", "otdf", "igdf", "dvdf", "tabb")
 SOURCE_TARGETS = ("iql", "droco", "tabb")
 REWARD_CORRECTIONS = ("none", "delta_r", "corrected_reward")
+WEIGHT_SCOPES = ("all", "q")
+VALUE_SCALES = ("column", "rescaled")
+TEMPERATURE_SCALES = ("absolute", "std")
+BC_FORMS = ("elbo", "official")
 
 
 @dataclass
@@ -84,12 +93,30 @@ class IQLConfig:
     cvae_steps: int = 10_000  # OTDF CVAE pre-training steps on target data
     cvae_lr: float = 1e-3  # OTDF CVAE learning rate
     cvae_batch: int = 256  # OTDF CVAE batch size
+    # --- variant semantics (defaults = xcurate's earlier behaviour; the paper presets in VARIANTS differ)
+    weight_scope: str = "all"  # "all": source weights in Q, V and actor; "q": Q only (V/actor see kept rows, weight 1)
+    droco_penalty: str = "column"  # "column": the curated u; "rescaled": u * std(V(s'))/std(V_scorer(s')) per batch
+    tabb_target: str = "column"  # "column": y_hat; "rescaled": y(learner) + c (y_hat - y_scorer), c = std ratio
+    tabb_temperature_scale: str = "absolute"  # "absolute": T in TBM units; "std": T * std(TBM) of the batch
+    bc_form: str = "elbo"  # OTDF term: "elbo" (rec + kl KL) or "official" (decoder log-lik, variance cvae_var,
+    #   measured in units of the actor's BC term: scaled by mean_d 1/(2 sigma_d^2), detached)
+    cvae_var: float = 0.1  # OTDF official: variance of the decoder likelihood (bc_form="official")
     seed: int = 0  # first seed; seeds are seed, seed+1, ..., seed+n_seeds-1
     n_seeds: int = 1  # independent seeds trained together (stacked networks)
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", ...
     compile: bool = False  # torch.compile the losses (forward + backward graphs): faster updates after a compile
     cuda_graph: bool = False  # CUDA only: capture sample + update + target update as one CUDA graph, replayed
     #   (with compile=true the graph records the compiled, fused kernels: compilation happens in the warm-up)
+
+    def __post_init__(self) -> None:
+        """Check the variant-semantics fields (the others are checked by :meth:`validate`)."""
+        for name, allowed in (("weight_scope", WEIGHT_SCOPES), ("droco_penalty", VALUE_SCALES),
+                              ("tabb_target", VALUE_SCALES), ("tabb_temperature_scale", TEMPERATURE_SCALES),
+                              ("bc_form", BC_FORMS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"IQLConfig: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not self.cvae_var > 0:
+            raise ConfigError(f"IQLConfig: cvae_var must be > 0, got {self.cvae_var}")
 
     def validate(self) -> IQLConfig:
         """Raise :class:`ConfigError` for invalid values."""
@@ -135,6 +162,10 @@ class IQLConfig:
         cols = {"otdf": [self.score_column], "igdf": [self.score_column],
                 "dvdf": [self.score_column, "advantage_norm"], "tabb": ["tbm"], "none": []}[self.batch_norm]
         cols += {"iql": [], "droco": ["penalty"], "tabb": ["y_hat"]}[self.source_target]
+        if self.source_target == "droco" and self.droco_penalty == "rescaled":
+            cols.append("v_next_scorer")
+        if self.source_target == "tabb" and self.tabb_target == "rescaled":
+            cols.append("y_scorer")
         cols += {"none": [], "delta_r": ["delta_r"], "corrected_reward": ["corrected_reward"]}[self.reward_correction]
         return cols
 
@@ -178,15 +209,20 @@ class IQLConfig:
         return IQLConfig(**d).validate()
 
 
-#: Named method variants: presets of :class:`IQLConfig` fields.
+#: Named method variants: presets of :class:`IQLConfig` fields (the papers' choices; README, "Train").
+#: OTDF, IGDF and DVDF train the actor (and OTDF's regulariser) on the filtered source plus the
+#: target and weight the Q loss only; xcurate's earlier choice is ``--set source_in=critic
+#: --set weight_scope=all``.
 VARIANTS: dict[str, dict[str, Any]] = {
     "iql": {},  # static curated weight/keep columns, source in the critic only
     "iql-actor": {"source_in": "critic_actor"},  # static weights in critic, value and actor
-    "otdf": {"batch_norm": "otdf", "bc_weight": 0.5},  # per-batch OT weights + target CVAE regulariser
-    "igdf": {"batch_norm": "igdf"},  # per-batch top-xi contrastive filter, exp(alpha score)
-    "dvdf": {"batch_norm": "dvdf"},  # per-batch g = lambda h + (1-lambda) A_norm filter, exp(h)
-    "tabb": {"batch_norm": "tabb", "source_target": "tabb"},  # softmax(-TBM/T), source regresses y_hat
-    "droco": {"source_target": "droco"},  # penalised source target, Huber
+    "otdf": {"batch_norm": "otdf", "bc_weight": 0.5, "bc_form": "official", "source_in": "critic_actor",
+             "weight_scope": "q"},  # per-batch OT weights (Q) + target CVAE regulariser, official strength
+    "igdf": {"batch_norm": "igdf", "source_in": "critic_actor", "weight_scope": "q"},  # top-xi, exp(alpha score)
+    "dvdf": {"batch_norm": "dvdf", "source_in": "critic_actor", "weight_scope": "q"},  # top-xi by g, exp(h)
+    "tabb": {"batch_norm": "tabb", "source_target": "tabb", "tabb_target": "rescaled",
+             "tabb_temperature_scale": "std"},  # softmax(-TBM/(T std TBM)), source regresses rescaled y_hat
+    "droco": {"source_target": "droco", "droco_penalty": "rescaled"},  # penalised source target, Huber
     "dara": {"reward_correction": "delta_r"},  # source reward + eta * delta_r
 }
 
@@ -372,9 +408,36 @@ def dvdf_weights(h: Tensor, adv_norm: Tensor, lam: float, xi: float) -> Tensor:
     return torch.exp(h) * _top_fraction_mask(g, xi)
 
 
-def tabb_weights(tbm: Tensor, temperature: float) -> Tensor:
-    """TABB per-batch weights: softmax(-TBM / temperature) over the source batch, scaled to mean 1."""
-    return torch.softmax(-tbm / temperature, dim=-1) * tbm.shape[-1]
+def tabb_weights(tbm: Tensor, temperature: float, scale: str = "absolute") -> Tensor:
+    """TABB per-batch weights: softmax(-TBM / T) over the source batch, scaled to mean 1.
+
+    ``scale="absolute"``: T = ``temperature`` in TBM (return) units; ``"std"``: T = ``temperature``
+    times the batch's standard deviation of TBM (detached, floored at 1e-6), so T = 1 spreads the
+    weights the same way whatever the scale of the returns.
+    """
+    t = temperature
+    if scale == "std" and tbm.shape[-1] > 1:  # one row: softmax is 1 whatever T
+        t = temperature * tbm.detach().std(-1, keepdim=True).clamp_min(1e-6)
+    return torch.softmax(-tbm / t, dim=-1) * tbm.shape[-1]
+
+
+def effective_sample_size(w: Tensor) -> Tensor:
+    """Kish's effective sample size of (K, B) weights as a fraction of B: (sum w)^2 / (B sum w^2), (K,)."""
+    return w.sum(-1) ** 2 / (w.shape[-1] * (w ** 2).sum(-1)).clamp_min(1e-30)
+
+
+def scale_ratio(learner: Tensor, scorer: Tensor) -> Tensor:
+    """(K, 1) per-batch ratio std(learner) / std(scorer) over the last dim (floored at 1e-6).
+
+    Maps differences of the scorer's value estimates onto the learner's scale: if
+    V_learner ~ c V_scorer + b on the batch, c is estimated by matching the spreads. Where the
+    scorer's values do not spread (std <= 1e-6, or a single row) the ratio is 1: nothing to match.
+    """
+    if learner.shape[-1] < 2:
+        return torch.ones_like(learner[..., :1])
+    s_std = scorer.std(-1, keepdim=True)
+    ok = s_std > 1e-6
+    return torch.where(ok, learner.std(-1, keepdim=True) / torch.where(ok, s_std, 1.0), 1.0)
 
 
 # ============================================================================================
@@ -424,6 +487,10 @@ class DeviceData:
         return self.unpack(self.sample_packed(gens, batch))
 
 
+#: columns of the value-scale rescaling: (IQLConfig field, scorer that provides them)
+_RESCALE_COLUMNS = {"v_next_scorer": ("droco_penalty", "ensemble"), "y_scorer": ("tabb_target", "tbm")}
+
+
 def check_source_columns(source: TransitionDataset, cfg: IQLConfig) -> np.ndarray | None:
     """Validate the source columns a config needs; return the static sampling rows (or None).
 
@@ -434,6 +501,10 @@ def check_source_columns(source: TransitionDataset, cfg: IQLConfig) -> np.ndarra
     src = source.source
     usable = np.ones(len(source), bool)
     for c in cfg.required_columns():
+        if c in _RESCALE_COLUMNS and c not in source.extras:
+            field, scorer = _RESCALE_COLUMNS[c]
+            raise DataError(f"{src}: column {c!r} is required by {field}=rescaled; re-score with the current "
+                            f"{scorer!r} scorer and curate again, or train with --set {field}=column")
         if c not in source.extras:
             raise DataError(f"{src}: column {c!r} is required by this variant (batch_norm={cfg.batch_norm}, "
                             f"source_target={cfg.source_target}, reward_correction={cfg.reward_correction}); "
@@ -573,7 +644,7 @@ class IQLTrainer:
         elif bn == "dvdf":
             w = dvdf_weights(batch[c.score_column], batch["advantage_norm"], c.dvdf_lambda, c.dvdf_xi)
         elif bn == "tabb":
-            w = tabb_weights(batch["tbm"], c.tabb_temperature)
+            w = tabb_weights(batch["tbm"], c.tabb_temperature, c.tabb_temperature_scale)
         elif "weight" in batch:
             w = batch["weight"]
         else:
@@ -611,11 +682,11 @@ class IQLTrainer:
     def _cvae_noise(self, rows: int | None = None) -> Tensor | None:
         """(K, rows, latent) reparameterisation noise of the CVAE, each seed from its own generator.
 
-        ``rows`` defaults to ``batch_target`` (OTDF's actor term); None without a CVAE.
+        ``rows`` defaults to the actor's rows (OTDF's actor term); None without a CVAE.
         """
         if self.cvae is None:
             return None
-        n = self.cfg.batch_target if rows is None else rows
+        n = self._actor_rows() if rows is None else rows
         return torch.stack([torch.randn(n, self.cvae.latent, generator=g, device=self.device) for g in self.gens])
 
     def _compiled_losses(self, batch: dict[str, Tensor], cvae_noise: Tensor | None
@@ -645,7 +716,7 @@ class IQLTrainer:
 
         Args:
             batch: a batch from :meth:`sample` (target rows first, then source rows).
-            cvae_noise: (K, batch_target, latent) reparameterisation noise of OTDF's CVAE term.
+            cvae_noise: (K, actor rows, latent) reparameterisation noise of OTDF's CVAE term.
         """
         c = self.cfg
         obs, act, rew = batch["obs"], batch["act"], batch["rew"]
@@ -664,9 +735,12 @@ class IQLTrainer:
             w_src = None
             w = self._ones_target
         assert w.shape == (k, b), f"weights {tuple(w.shape)} != (K, B) = {(k, b)}"
+        # weights of V and the actor: the same, or (weight_scope="q") the kept rows with weight 1
+        w_va = w if (w_src is None or c.weight_scope == "all") else torch.cat(
+            [self._ones_target, (w_src > 0).to(w.dtype)], 1)
         # rows feeding V and the actor: TABB uses target data only there
         vb = bt if c.source_target == "tabb" else b
-        ab = b if (c.source_in == "critic_actor" and c.source_target != "tabb") else bt
+        ab = self._actor_rows(b)
         qin = self._qin(obs, act)
 
         # --- value: expectile regression of min target Q
@@ -674,7 +748,7 @@ class IQLTrainer:
             q_t = self.q_target(qin).view(k, 2, b).min(1).values  # (K, B)
         v = self.v(obs).squeeze(-1)
         adv = q_t - v
-        v_loss_k = weighted_mean(expectile_loss(adv[:, :vb], c.expectile), w[:, :vb])
+        v_loss_k = weighted_mean(expectile_loss(adv[:, :vb], c.expectile), w_va[:, :vb])
 
         # --- critic: TD regression, per-sample weights
         q_loss_k, _, q = self.critic_loss(batch, rew, w, qin)
@@ -682,22 +756,54 @@ class IQLTrainer:
         # --- actor: advantage-weighted regression (+ OTDF behaviour regulariser)
         exp_adv = torch.exp(c.beta * adv.detach()[:, :ab]).clamp(max=c.exp_adv_max)
         logp = self.actor.log_prob(obs[:, :ab], act[:, :ab])
-        a_loss_k = weighted_mean(-exp_adv * logp, w[:, :ab])
+        a_loss_k = weighted_mean(-exp_adv * logp, w_va[:, :ab])
         metrics: dict[str, Tensor] = {}
         if self.cvae is not None:
             assert cvae_noise is not None, "the OTDF behaviour regulariser needs cvae_noise"
-            pi = self.actor.mean(obs[:, :bt])
-            rec, kl = self.cvae.elbo_terms(obs[:, :bt], pi, cvae_noise)
-            elbo = -(rec + c.cvae_kl * kl)  # (K, Bt) lower bound of log beta(pi(s)|s) up to a constant
-            a_loss_k = a_loss_k - c.bc_weight * elbo.mean(-1)
-            metrics["bc_elbo"] = elbo.mean(-1).detach()
+            assert cvae_noise.shape[:2] == (k, ab), f"cvae_noise {tuple(cvae_noise.shape)} != (K, {ab}, latent)"
+            a_loss_k = a_loss_k + self.bc_term(obs[:, :ab], cvae_noise, w_va[:, :ab], metrics)
         metrics.update({"value_loss": v_loss_k.detach(), "critic_loss": q_loss_k.detach(),
                         "actor_loss": a_loss_k.detach(), "q_mean": q.detach().mean((1, 2)),
                         "v_mean": v.detach().mean(-1), "adv_mean": adv.detach().mean(-1)})
         if w_src is not None:
-            metrics["src_weight_mean"] = w_src.detach().mean(-1)
-            metrics["src_kept_frac"] = (w_src.detach() > 0).float().mean(-1)
+            wd = w_src.detach()
+            metrics["src_weight_mean"] = wd.mean(-1)
+            metrics["src_kept_frac"] = (wd > 0).float().mean(-1)
+            metrics["src_ess"] = effective_sample_size(wd)  # Kish ESS / Bs of the Q-loss source weights
         return v_loss_k.sum() + q_loss_k.sum() + a_loss_k.sum(), metrics
+
+    def _actor_rows(self, b: int | None = None) -> int:
+        """Rows of a batch of ``b`` rows (default: a full batch) that reach the actor (target first)."""
+        c = self.cfg
+        if b is None:
+            b = c.batch_target + (c.batch_source if self.source is not None else 0)
+        return b if (c.source_in == "critic_actor" and c.source_target != "tabb") else c.batch_target
+
+    def bc_term(self, obs: Tensor, noise: Tensor, w: Tensor, metrics: dict[str, Tensor] | None = None) -> Tensor:
+        """OTDF's behaviour regulariser (K,), added to the actor loss: -bc_weight * log beta(pi(s)|s).
+
+        ``bc_form="elbo"``: log beta ~ -(||pi(s) - D(s, z)||^2 + cvae_kl KL) (the ELBO up to a constant).
+        ``bc_form="official"``: log beta ~ log N(pi(s); D(s, z), cvae_var I) (official OTDF: decoder
+        log-likelihood, variance 0.1), multiplied by mean_d 1/(2 sigma_d^2) of the actor (detached):
+        the official actor loss is a squared error, ours a Gaussian log-likelihood whose squared error
+        carries 1/(2 sigma^2), so the factor keeps the official ratio of the two terms.
+
+        Args:
+            obs: (K, R) observations of the actor's rows; noise: (K, R, latent); w: (K, R) row weights.
+        """
+        c = self.cfg
+        pi = self.actor.mean(obs)
+        rec, kl = self.cvae.elbo_terms(obs, pi, noise)
+        if c.bc_form == "official":
+            loglik = -rec / (2 * c.cvae_var) - 0.5 * self.act_dim * math.log(2 * math.pi * c.cvae_var)
+            bc_scale = (0.5 * torch.exp(-2 * self.actor.log_std.detach().clamp(-20.0, 2.0))).mean((1, 2))  # (K,)
+            term = -c.bc_weight * bc_scale * weighted_mean(loglik, w)
+        else:
+            loglik = -(rec + c.cvae_kl * kl)  # (K, R) lower bound of log beta(pi(s)|s) up to a constant
+            term = -c.bc_weight * weighted_mean(loglik, w)
+        if metrics is not None:
+            metrics["bc_elbo" if c.bc_form == "elbo" else "bc_loglik"] = loglik.detach().mean(-1)
+        return term
 
     def critic_loss(self, batch: dict[str, Tensor], rew: Tensor, w: Tensor,
                     qin: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
@@ -713,18 +819,11 @@ class IQLTrainer:
             (loss per seed (K,), per-sample loss (K, B) summed over the twins, Q values (K, 2, B)).
         """
         c = self.cfg
-        obs, act, next_obs, done = (batch[x] for x in ("obs", "act", "next_obs", "done"))
+        obs, act = batch["obs"], batch["act"]
         k, b = rew.shape
         bt = c.batch_target
         bs = b - bt
-        with torch.no_grad():
-            v_next = self.v(next_obs).squeeze(-1)
-            y = rew + c.gamma * (1.0 - done) * v_next  # timeouts bootstrap; only terminals stop
-            if bs > 0 and c.source_target == "droco":  # r + gamma (V(s') - u)
-                u = batch["penalty"]
-                y = torch.cat([y[:, :bt], rew[:, bt:] + c.gamma * (1.0 - done[:, bt:]) * (v_next[:, bt:] - u)], 1)
-            elif bs > 0 and c.source_target == "tabb":  # target-aligned y_hat
-                y = torch.cat([y[:, :bt], batch["y_hat"]], 1)
+        y = self.td_targets(batch, rew)
         q = self.q(self._qin(obs, act) if qin is None else qin).view(k, 2, b)
         diff = q - y.unsqueeze(1)  # (K, 2, B)
         src_kind = c.source_td_loss if c.source_td_loss != "auto" else (
@@ -736,6 +835,32 @@ class IQLTrainer:
                              td_loss(diff[..., bt:], src_kind, c.huber_delta).sum(1)], 1)
         assert per.shape == (k, b), f"per-sample TD loss {tuple(per.shape)} != (K, B) = {(k, b)}"
         return weighted_mean(per, w), per, q
+
+    @torch.no_grad()
+    def td_targets(self, batch: dict[str, Tensor], rew: Tensor) -> Tensor:
+        """(K, B) TD targets: r + gamma (1 - d) V(s') (target rows), the variant's target (source rows).
+
+        Args:
+            batch: the batch (target rows first, then source rows).
+            rew: (K, B) rewards after any source reward correction.
+        """
+        c = self.cfg
+        next_obs, done = batch["next_obs"], batch["done"]
+        bt = c.batch_target
+        bs = rew.shape[1] - bt
+        v_next = self.v(next_obs).squeeze(-1)
+        y = rew + c.gamma * (1.0 - done) * v_next  # timeouts bootstrap; only terminals stop
+        if bs > 0 and c.source_target == "droco":  # r + gamma (V(s') - u)
+            u = batch["penalty"]
+            if c.droco_penalty == "rescaled":  # the scorer's u on the learner's value scale
+                u = u * scale_ratio(v_next[:, bt:], batch["v_next_scorer"])
+            y = torch.cat([y[:, :bt], rew[:, bt:] + c.gamma * (1.0 - done[:, bt:]) * (v_next[:, bt:] - u)], 1)
+        elif bs > 0 and c.source_target == "tabb":  # target-aligned y_hat
+            y_hat = batch["y_hat"]
+            if c.tabb_target == "rescaled":  # learner's target + the scorer's mismatch on the learner's scale
+                y_hat = y[:, bt:] + scale_ratio(y[:, bt:], batch["y_scorer"]) * (y_hat - batch["y_scorer"])
+            y = torch.cat([y[:, :bt], y_hat], 1)
+        return y
 
     def train_step(self) -> dict[str, Tensor]:
         """Sample a batch and update; the CVAE (OTDF) is pre-trained first when enabled.

@@ -17,6 +17,7 @@ configuration; the result equals an uninterrupted run (same random streams, same
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import time
@@ -42,7 +43,8 @@ class RunSpec:
     domain: str  # target domain used for evaluation (xcurate.datasets.domains.get_domain)
     steps: int  # gradient updates
     source: str | None = None  # curated source dataset path or id; None trains on target only
-    variant: str = "iql"  # method preset (xcurate.policy.iql.VARIANTS)
+    variant: str | None = None  # method preset (xcurate.policy.iql.VARIANTS); None: the curated file's
+    #   recorded paper_variant (metadata["curation"]), or "iql" for an uncurated source / no source
     overrides: dict[str, str] = field(default_factory=dict)  # IQLConfig key=value overrides
     seed: int = 0  # first seed
     n_seeds: int = 1  # seeds trained together in one process
@@ -53,6 +55,7 @@ class RunSpec:
     log_every: int = 1_000  # write progress.csv every N updates
     checkpoint_every: int = 10_000  # save checkpoints/last.pt every N updates
     reference: str = "measured"  # normalisation reference set (xcurate.datasets.reference_sets)
+    force_variant: bool = False  # train even where the variant ignores everything the curation wrote
 
 
 def _load(spec: str | TransitionDataset, what: str) -> TransitionDataset:
@@ -75,31 +78,75 @@ def _check_weights_sane(source: TransitionDataset) -> None:
                 raise DataError(f"{source.source}: column 'weight' is all zero: nothing to train on")
 
 
+def curation_of(source: TransitionDataset | None) -> dict[str, Any]:
+    """The ``metadata["curation"]`` record of a curated dataset ({} when absent)."""
+    cur = source.metadata.get("curation") if source is not None else None
+    return cur if isinstance(cur, dict) else {}
+
+
+#: recipes whose only output is a column that a config must read, else the file trains as plain IQL:
+#: recipe -> (what reads it, predicate on the IQLConfig)
+_INERT_UNLESS: dict[str, tuple[str, Any]] = {
+    "droco": ("the 'penalty' column (source_target=droco)", lambda c: c.source_target == "droco"),
+    "dara": ("the 'delta_r'/'corrected_reward' columns (reward_correction=delta_r|corrected_reward)",
+             lambda c: c.reward_correction != "none"),
+}
+
+
+def resolve_variant(variant: str | None, source: TransitionDataset | None) -> str:
+    """The variant to train: ``variant``, else the curated file's ``paper_variant``, else ``"iql"``."""
+    if variant is not None:
+        return variant
+    return str(curation_of(source).get("paper_variant") or "iql")
+
+
+def check_curation_effect(cfg: IQLConfig, variant: str, source: TransitionDataset | None, force: bool) -> None:
+    """Refuse (one-line :class:`ConfigError`) a variant under which the file's curation has no effect.
+
+    The ``droco`` and ``dara`` recipes keep every row with weight 1 and write one column; a
+    config that does not read it trains plain IQL on the unfiltered source. ``force`` allows it.
+    """
+    recipe = curation_of(source).get("recipe")
+    if force or recipe not in _INERT_UNLESS:
+        return
+    what, used = _INERT_UNLESS[recipe]
+    if not used(cfg):
+        paper = curation_of(source).get("paper_variant", recipe)
+        raise ConfigError(f"{source.source}: curated with recipe {recipe!r}, whose only effect is {what}, which "
+                          f"variant {variant!r} ignores (it would train plain IQL on the unfiltered source); "
+                          f"train with --variant {paper} (the file's paper_variant) or pass --force-variant")
+
+
 def build_trainer(spec: RunSpec, target: TransitionDataset | str,
                   source: TransitionDataset | str | None) -> tuple[IQLTrainer, IQLConfig, TransitionDataset,
                                                                    TransitionDataset | None]:
-    """Load data, validate everything that can be checked before training, build the trainer."""
-    cfg = make_config(spec.variant, seed=spec.seed, n_seeds=spec.n_seeds, max_steps=max(1, spec.steps))
+    """Load data, validate everything that can be checked before training, build the trainer.
+
+    ``spec.variant`` None resolves to the source's recorded ``paper_variant`` (see
+    :func:`resolve_variant`); read the resolved name from ``spec.variant`` of :func:`train`'s config.
+    """
+    src = _load(source, "source") if source is not None else None
+    variant = resolve_variant(spec.variant, src)
+    cfg = make_config(variant, seed=spec.seed, n_seeds=spec.n_seeds, max_steps=max(1, spec.steps))
     cfg = cfg.with_overrides({k: str(v) for k, v in spec.overrides.items()})
     from xcurate.datasets.domains import get_domain
     from xcurate.datasets.reference_sets import check_reference_set, require_references
 
     if check_reference_set(spec.reference) != "measured":
         require_references(get_domain(spec.domain), spec.reference)  # before any training
+    check_curation_effect(cfg, variant, src, spec.force_variant)
     tgt = _load(target, "target")
     tgt.validate()
     check_layout(spec.domain, tgt, "target dataset")
     if spec.eval_source_domain is not None:
         check_layout(spec.eval_source_domain, tgt, "target dataset (for --eval-source-domain)")
-    src = None
-    if source is not None:
-        src = _load(source, "source")
+    if src is not None:
         src.validate()
         src.check_dims(tgt.obs_dim, tgt.act_dim, what=f"target dataset ({tgt.source})")
         check_layout(spec.domain, src, "source dataset")
         _check_weights_sane(src)
     elif cfg.required_columns():
-        raise ConfigError(f"variant {spec.variant!r} needs a source dataset with columns {cfg.required_columns()}")
+        raise ConfigError(f"variant {variant!r} needs a source dataset with columns {cfg.required_columns()}")
     return IQLTrainer(cfg, tgt, src), cfg, tgt, src
 
 
@@ -178,8 +225,11 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     """
     out = Path(out)
     t0 = time.time()
-    trainer, cfg, tgt, src = build_trainer(spec, target if target is not None else spec.target,
-                                           source if source is not None else spec.source)
+    src_in = source if source is not None else spec.source
+    if spec.variant is None:  # resolve before anything is stored: config.json records the variant trained
+        src_in = _load(src_in, "source") if src_in is not None else None
+        spec = dataclasses.replace(spec, variant=resolve_variant(None, src_in))
+    trainer, cfg, tgt, src = build_trainer(spec, target if target is not None else spec.target, src_in)
     conf = _run_config(spec, cfg)
     ckpt = out / "checkpoints" / "last.pt"
     if (out / "config.json").exists():

@@ -12,6 +12,8 @@ DROCO builds on). For a source transition (s, a, r, s') with member means s'_i:
 * ``ensemble_loglik``     log (1/N sum_i N(s' - s; mu_i, sigma_i^2)), per-dimension Gaussian in
   target-z-scored delta units (differs from the raw-unit density by the constant
   -sum_d log std_d, which does not change rankings)
+* ``ensemble_v_next``     V(s') of the scorer's value function (auxiliary: the trainer's
+  ``droco_penalty="rescaled"`` maps u onto the learner's value scale with it)
 * ``ensemble_score``      = ``ensemble_loglik`` (it separated planted target-dynamics rows best
   in tests/scoring/test_learned_ensemble.py; see the README (Learned scorers))
 
@@ -142,10 +144,13 @@ class EnsembleScorer(Scorer):
         "ensemble_loglik": ColumnSpec("higher", "(-inf, inf)",
                                       "log-likelihood of the observed s' under the ensemble mixture"),
         "ensemble_score": ColumnSpec("higher", "(-inf, inf)", "= ensemble_loglik"),
+        "ensemble_v_next": ColumnSpec("none", "(-inf, inf)",
+                                      "V(s') of the scorer's value function, the scale u is measured on"),
     }
     primary: ClassVar[str] = "ensemble_score"
     min_target: ClassVar[int] = 16
     chunk_size: ClassVar[int] = 50_000
+    version: ClassVar[int] = 2  # 2: adds the ensemble_v_next column
 
     n_models: int = 5  # ensemble members (DROCO/MBPO)
     hidden: tuple[int, ...] = (200, 200, 200, 200)  # 4 hidden Swish layers (DROCO: 200-256)
@@ -213,9 +218,11 @@ class EnsembleScorer(Scorer):
         s2_members = t["s"].unsqueeze(0) + pred[..., 1:]
         nm, b, d = s2_members.shape
         v_members = self._value.value(self._s_norm(s2_members.reshape(nm * b, d))).view(nm, b)
-        u = value_penalty(self._value.value(self._s_norm(t["s2"])), v_members, self.beta)
+        v_next = self._value.value(self._s_norm(t["s2"]))
+        u = value_penalty(v_next, v_members, self.beta)
         assert ll.shape == dis.shape == u.shape == (b,), (ll.shape, dis.shape, u.shape)
-        return {"ensemble_penalty": u, "ensemble_disagreement": dis, "ensemble_loglik": ll, "ensemble_score": ll}
+        return {"ensemble_penalty": u, "ensemble_disagreement": dis, "ensemble_loglik": ll, "ensemble_score": ll,
+                "ensemble_v_next": v_next}
 
     def score(self, chunk: TransitionDataset) -> dict[str, np.ndarray]:
         """The four ensemble columns per row."""

@@ -114,10 +114,14 @@ class TBMScorer(Scorer):
         "tbm_y_hat": ColumnSpec("none", "(-inf, inf)",
                                 "target-aligned Bellman target r_hat + gamma V_tar(z_hat') (critic regresses "
                                 "source Q to it)"),
+        "tbm_y": ColumnSpec("none", "(-inf, inf)",
+                            "realised Bellman target r + gamma V_tar(f(s')) (the trainer's tabb_target=rescaled maps "
+                            "y_hat - y onto its own value scale)"),
     }
     primary: ClassVar[str] = "tbm_score"
     min_target: ClassVar[int] = 16
     chunk_size: ClassVar[int] = 100_000
+    version: ClassVar[int] = 2  # 2: adds the tbm_y column
 
     zs_dim: int = 64  # state latent size (paper's value lost; our default)
     zsa_dim: int = 64  # state-action latent size (our default)
@@ -211,12 +215,12 @@ class TBMScorer(Scorer):
         r_hat = r_hat_n * self._r_std + self._r_mean
         z_next = m.zs(s2)
         v_next, v_hat = v.value(z_next), v.value(z_hat)
-        _, y_hat, tbm = tbm_targets(t["r"], t["d"], r_hat, v_next, v_hat, self.gamma)
+        y, y_hat, tbm = tbm_targets(t["r"], t["d"], r_hat, v_next, v_hat, self.gamma)
         lat = scaled_latent_error(z_hat, z_next, self._var_tar)
-        return {"tbm": tbm, "tbm_score": -tbm, "tbm_latent_error": lat, "tbm_y_hat": y_hat}
+        return {"tbm": tbm, "tbm_score": -tbm, "tbm_latent_error": lat, "tbm_y_hat": y_hat, "tbm_y": y}
 
     def score(self, chunk: TransitionDataset) -> dict[str, np.ndarray]:
-        """``tbm``, ``tbm_score`` and ``tbm_y_hat`` per row."""
+        """``tbm``, ``tbm_score``, ``tbm_latent_error``, ``tbm_y_hat`` and ``tbm_y`` per row."""
         if not hasattr(self, "_value"):
             raise ConfigError("tbm: call fit() before score()")
 
