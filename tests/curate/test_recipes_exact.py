@@ -192,4 +192,5 @@ def test_sql_null_rows(store, vals):
 def test_every_recipe_is_covered():
     covered = {"none", "otdf", "igdf", "dvdf", "tabb", "droco", "dara", "sql"}
     missing = set(RECIPES) - covered
-    assert missing <= {"oracle", "random"}, f"recipes without a closed-form test: {sorted(missing)}"
+    # oracle, random: tests/curate/test_control_recipes.py; auto: tests/scoring/test_holdout_auto.py
+    assert missing <= {"oracle", "random", "auto"}, f"recipes without a closed-form test: {sorted(missing)}"
