@@ -17,7 +17,6 @@ from xcurate.errors import ConfigError, DataError
 from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_advantage import expectile_loss, minmax_normalise, sql_value_loss, td_target
 
-torch.set_num_threads(1)
 TINY = dict(steps=300, hidden=(64, 64), gamma=0.9, batch_size=128, device="cpu", seed=0)
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import assert_beats_trivial
 
 from xcurate.datasets.synthetic import auc, planted_shift
 from xcurate.errors import ConfigError, DataError
 from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_contrastive import contrastive_bce_loss, contrastive_logits, cosine_score
 
-torch.set_num_threads(1)
 TINY = dict(steps=500, hidden=(64, 64), embed_dim=32, device="cpu", seed=0)
 
 
@@ -42,13 +42,14 @@ def test_logits_and_loss_maths():
 
 
 def test_planted_signal(data, fitted):
-    """Target-dynamics source rows score higher: AUC 0.806 reached with 500 steps (random: 0.5 +- 0.02)."""
+    """Target-dynamics source rows score higher: AUC 0.897 reached with 500 steps on the
+    confound-free planted data (reward, ||s||, ||s'||: 0.5; random: 0.5 +- 0.02)."""
     _, source = data
     _, out = fitted
     assert set(out) == {"contrastive_score"}
     s = out["contrastive_score"]
     assert s.shape == (len(source),) and np.all(np.abs(s) <= 1 + 1e-6)
-    assert auc(s, source.extras["planted"]) >= 0.75
+    assert_beats_trivial(s, source, margin=0.25)
 
 
 def test_trained_encoder_beats_untrained(data, fitted):
