@@ -33,7 +33,8 @@ def test_convert_chain_is_lossless_and_has_manifests(tmp_path, run_cli):
     ds = multi_episode()
     src = save_dataset(ds, tmp_path / "d.hdf5")
     code, out, err = run_cli(["datasets", "convert", src, tmp_path / "d.parquet"])
-    assert code == 0, err and "wrote" in out
+    assert code == 0, err
+    assert "wrote" in out, out
     code, _, err = run_cli(["datasets", "convert", tmp_path / "d.parquet", tmp_path / "mdir", "--format", "minari"])
     assert code == 0, err
     code, _, err = run_cli(["datasets", "convert", tmp_path / "mdir", tmp_path / "back.h5"])
