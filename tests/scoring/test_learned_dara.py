@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from conftest import assert_beats_trivial
 
 from xcurate.datasets.synthetic import planted_shift
-from xcurate.errors import ConfigError, DataError
 from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_dara import balanced_bce, dara_delta_r
 
@@ -63,21 +62,4 @@ def test_planted_signal(data, fitted):
     assert_beats_trivial(d, source, margin=0.25)
 
 
-def test_deterministic(data, fitted):
-    target, source = data
-    small = dict(TINY, steps=30)
-    a = make_scorer("dara", **small).fit(target, source).score(source)
-    b = make_scorer("dara", **small).fit(target, source).score(source)
-    np.testing.assert_array_equal(a["dara_delta_r"], b["dara_delta_r"])
-    c = make_scorer("dara", **{**small, "seed": 1}).fit(target, source).score(source)
-    assert not np.array_equal(a["dara_delta_r"], c["dara_delta_r"])
-
-
-def test_bad_inputs(data):
-    target, source = data
-    with pytest.raises(DataError, match="dims"):
-        make_scorer("dara", **{**TINY, "steps": 1}).fit(planted_shift(n_target=50, n_source=50, obs_dim=3)[0], source)
-    with pytest.raises(DataError, match="at least 16"):
-        make_scorer("dara", **{**TINY, "steps": 1}).fit(target.select(slice(0, 15)), source)
-    with pytest.raises(ConfigError, match="fit"):
-        make_scorer("dara").score(source)
+# determinism and bad inputs: tests/scoring/test_scorer_contracts.py (parametrised over the scorers)

@@ -10,7 +10,7 @@ import torch
 from conftest import assert_beats_trivial
 
 from xcurate.datasets.synthetic import planted_shift
-from xcurate.errors import ConfigError, DataError
+from xcurate.errors import ConfigError
 from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_ensemble import max_disagreement, mixture_loglik, soft_clamp_logvar, value_penalty
 
@@ -69,13 +69,9 @@ def test_planted_signal(data, fitted):
     assert_beats_trivial(-out["ensemble_penalty"], source, margin=0.08, labels=lab)
 
 
-def test_deterministic_and_chunk_independent(data, fitted):
+def test_chunk_independent(data, fitted):
+    """(Determinism and bad inputs: tests/scoring/test_scorer_contracts.py.)"""
     target, source = data
-    small = dict(TINY, steps=30, value_steps=30)
-    a = make_scorer("ensemble", **small).fit(target, source).score(source)
-    b = make_scorer("ensemble", **small).fit(target, source).score(source)
-    for c in a:
-        np.testing.assert_array_equal(a[c], b[c])
     sc = fitted[0]
     part = sc.score(source.select(slice(0, 77)))
     np.testing.assert_allclose(part["ensemble_penalty"], fitted[1]["ensemble_penalty"][:77], rtol=1e-5, atol=1e-5)
@@ -84,11 +80,5 @@ def test_deterministic_and_chunk_independent(data, fitted):
 def test_bad_inputs(data):
     target, source = data
     small = dict(TINY, steps=1, value_steps=1)
-    with pytest.raises(DataError, match="dims"):
-        make_scorer("ensemble", **small).fit(planted_shift(n_target=50, n_source=50, act_dim=3)[0], source)
-    with pytest.raises(DataError, match="at least 16"):
-        make_scorer("ensemble", **small).fit(target.select(slice(0, 3)), source)
     with pytest.raises(ConfigError, match="n_models"):
         make_scorer("ensemble", **{**small, "n_models": 1}).fit(target, source)
-    with pytest.raises(ConfigError, match="fit"):
-        make_scorer("ensemble").score(source)
