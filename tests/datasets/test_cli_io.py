@@ -6,6 +6,7 @@ import json
 
 import h5py
 import pytest
+from conftest import assert_one_error_line
 from test_io_data import assert_same, multi_episode
 
 from xcurate.datasets import ids
@@ -94,8 +95,5 @@ def test_bad_input_is_one_error_line(tmp_path, run_cli, args, msg):
         f["observations"] = [[0.0]]
     save_dataset(multi_episode(), tmp_path / "good.hdf5")
     code, out, err = run_cli([a.replace("{tmp}", str(tmp_path)) for a in args])
-    assert code == 1
-    lines = [ln for ln in err.strip().splitlines() if ln]
-    assert lines[0].startswith("error:") and msg in " ".join(lines), err
-    assert "Traceback" not in err
+    assert_one_error_line(code, err, msg)
     assert not (tmp_path / "out.csv").exists() and not (tmp_path / "out.parquet").exists()
