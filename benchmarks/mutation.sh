@@ -42,9 +42,10 @@ python - results.txt <<'PY'
 import collections, sys
 counts = collections.Counter(line.rsplit(": ", 1)[1].strip() for line in open(sys.argv[1]) if ": " in line)
 print(dict(counts))
-done = counts["killed"] + counts["survived"] + counts["timeout"] + counts["suspicious"]
+killed = counts["killed"] + counts["timeout"] + counts["segfault"]
+done = killed + counts["survived"] + counts["no tests"] + counts["suspicious"]
 if done:
-    killed = counts["killed"] + counts["timeout"]
-    print(f"kill rate {killed}/{done} = {killed / done:.1%} (timeouts count as killed; 'not checked' = not reached)")
+    print(f"kill rate {killed}/{done} = {killed / done:.1%} (timeouts and segfaults count as killed, 'no tests' "
+          "as survived; 'not checked' = not reached in the time limit)")
 print("survivors:", *[line.split(":")[0].strip() for line in open(sys.argv[1]) if line.rstrip().endswith("survived")])
 PY

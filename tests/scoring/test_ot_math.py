@@ -74,6 +74,26 @@ def test_auto_picks_the_solver_by_dtype_and_epsilon(dtype, inv_reg, expected):
     assert not torch.equal(got, other)
 
 
+@pytest.mark.parametrize("dtype,limit,offset", [(torch.float64, 600.0, 0.0), (torch.float64, 600.0, 0.5),
+                                                (torch.float32, 80.0, 0.5)])
+def test_auto_threshold_is_strict_and_exact(dtype, limit, offset):
+    """1/reg at the limit (exactly, or half a unit above) is past it: the log domain. (In float32
+    1/reg cannot equal 80 exactly: reg = 0.0125 is not a float32.)"""
+    cost = _cost(dtype=dtype)
+    scaled_mean = (cost / cost.max()).mean()
+    eps = 1.0 / ((limit + offset) * float(scaled_mean))
+    if offset == 0.0:  # nudge eps until 1/reg is exactly the limit in the solver's own arithmetic
+        for _ in range(200):
+            inv = 1.0 / max(float(eps * scaled_mean), 1e-12)
+            if inv == limit:
+                break
+            eps = float(np.nextafter(eps, np.inf if inv > limit else -np.inf))
+        assert 1.0 / float(eps * scaled_mean) == limit
+    got = ot_math.sinkhorn_plan(cost, eps_factor=eps)
+    assert torch.equal(got, _ref_sinkhorn(cost, eps_factor=eps, method="sinkhorn_log"))
+    assert not torch.equal(got, _ref_sinkhorn(cost, eps_factor=eps, method="sinkhorn"))
+
+
 def test_non_finite_scaling_result_falls_back_to_the_log_domain(monkeypatch):
     """POT's scaling solver returns its last finite iterate on underflow, so a non-finite plan
     needs another cause (inf/NaN from a backend): injected here by wrapping ``ot.sinkhorn``."""
@@ -86,7 +106,7 @@ def test_non_finite_scaling_result_falls_back_to_the_log_domain(monkeypatch):
 
     monkeypatch.setattr(ot, "sinkhorn", sinkhorn)
     cost = _cost(dtype=torch.float32)
-    for kw in ({}, {"eps_factor": 0.2, "n_iter": 4, "threshold": 1e-1}):
+    for kw in ({}, {"eps_factor": 0.2, "n_iter": 4, "threshold": 1e-1}, {"n_iter": 2}):
         calls.clear()
         got = ot_math.sinkhorn_plan(cost, method="sinkhorn", **kw)
         assert calls == ["sinkhorn", "sinkhorn_log"] and torch.isfinite(got).all()
@@ -142,6 +162,12 @@ def test_coupling_scores_and_row_mass_read_outs():
     t = ot_math.coupling_scores(torch.as_tensor(plan), torch.as_tensor(cost))
     assert t.dtype == np.float64
     np.testing.assert_allclose(t, 2 * raw, rtol=1e-6)
+    # the cost is read in the plan's precision (float32 plan: float32 products), exactly
+    odd = cost + 0.1  # not representable in float32
+    exact = (-(plan * odd.astype(np.float32)).sum(axis=1) * 2).astype(np.float64)
+    np.testing.assert_array_equal(ot_math.coupling_scores(plan, odd), exact)
+    np.testing.assert_array_equal(ot_math.coupling_scores(torch.as_tensor(plan), torch.as_tensor(odd)),
+                                  (-(torch.as_tensor(plan) * torch.as_tensor(odd).float()).sum(1)).double().numpy() * 2)
     np.testing.assert_allclose(ot_math.row_mass_ratio(torch.as_tensor(plan)), [0.6, 0.4], rtol=1e-6)
 
 
