@@ -208,6 +208,16 @@ def test_oracle_bellman_error_formula_invalid_rows_and_value_fn_checks(data):
     y_src = bare.rewards + 0.99 * (1.0 - bare.terminals) * np.tanh(bare.next_observations).sum(1)
     y_tar = res.rewards + 0.99 * (1.0 - res.terminals) * np.tanh(res.next_observations).sum(1)
     np.testing.assert_allclose(err[ok], np.abs(y_src - y_tar)[ok], rtol=1e-12, atol=1e-12)
+    # a float32 or (N, 1) value function: read as float64 rows (no float32 arithmetic, no broadcasting)
+    for v_odd in (lambda o: np.tanh(o).sum(axis=1).astype(np.float32),
+                  lambda o: np.tanh(o).sum(axis=1, keepdims=True)):
+        e = oracle_bellman_error(dom, bare, v_odd, result=res)
+        v32s = np.asarray(v_odd(bare.next_observations), np.float64).reshape(-1)
+        v32t = np.asarray(v_odd(np.where(ok[:, None], res.next_observations, 0.0)), np.float64).reshape(-1)
+        ref = np.abs(bare.rewards + 0.99 * (1.0 - bare.terminals) * v32s - res.rewards
+                     - 0.99 * (1.0 - res.terminals) * v32t)
+        assert e.shape == (len(bare),)
+        np.testing.assert_allclose(e[ok], ref[ok], rtol=1e-12, atol=1e-12)
     e5 = oracle_bellman_error(dom, bare, v, gamma=0.5, result=res)
     assert not np.allclose(e5[ok], err[ok])
     shifted = dataclasses.replace(res, rewards=res.rewards + 3.0)
