@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import assert_one_error_line
+
 
 def test_list_all_and_filtered(run_cli):
     code, out, _ = run_cli(["domains", "list"])
@@ -28,10 +30,9 @@ def test_show_prints_edits_and_references(run_cli):
 
 def test_unknown_names_give_one_line_errors(run_cli):
     code, out, err = run_cli(["domains", "show", "hoper-friction-0.5"])
-    assert code == 1 and "did you mean hopper-friction-0.5" in err
-    assert len(err.strip().splitlines()) == 1
+    assert_one_error_line(code, err, "did you mean hopper-friction-0.5")
     code, _, err = run_cli(["domains", "list", "--family", "wind"])
-    assert code == 1 and "unknown family" in err
+    assert_one_error_line(code, err, "unknown family")
 
 
 def test_show_states_changed_definitions(run_cli):

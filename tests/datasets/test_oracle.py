@@ -10,7 +10,7 @@ import pytest
 from xcurate.datasets.domains import get_domain
 from xcurate.datasets.oracle import ant_x_lag, oracle_bellman_error, oracle_gap, oracle_reward_gap, replay
 from xcurate.datasets.transitions import TransitionDataset
-from xcurate.errors import DataError
+from xcurate.errors import ConfigError, DataError
 
 ROBOTS = ["halfcheetah", "hopper", "walker2d", "ant"]
 
@@ -54,13 +54,14 @@ def data() -> dict[str, TransitionDataset]:
 @pytest.mark.parametrize("robot", ROBOTS)
 def test_same_domain_replay_reproduces_env_step(data, robot):
     ds = data[robot]
+    """The README's promise: replaying env.step data reproduces s' and r to < 1e-12 (measured ~2e-13)."""
     res = replay(robot, ds, chunk=50)
     assert res.valid.all() and res.reward_exact.all()
-    np.testing.assert_allclose(res.next_observations, ds.next_observations, rtol=0, atol=1e-8)
-    np.testing.assert_allclose(res.rewards, ds.rewards, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(res.next_observations, ds.next_observations, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.rewards, ds.rewards, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(res.terminals, ds.terminals)
-    assert np.nanmax(oracle_gap(robot, ds, result=res)) < 1e-8
-    assert np.nanmax(oracle_reward_gap(robot, ds, result=res)) < 1e-8
+    assert np.nanmax(oracle_gap(robot, ds, result=res)) < 1e-12
+    assert np.nanmax(oracle_reward_gap(robot, ds, result=res)) < 1e-12
 
 
 @pytest.mark.parametrize("robot", ROBOTS)
@@ -78,8 +79,8 @@ def test_replay_from_observations_alone_halfcheetah_ant(data):
         ds = dataclasses.replace(data[robot], qpos=None, qvel=None)
         res = replay(robot, ds)
         assert res.info["initial_state"] == "observations" and res.valid.all() and res.reward_exact.all()
-        np.testing.assert_allclose(res.next_observations, ds.next_observations, rtol=0, atol=1e-8)
-        np.testing.assert_allclose(res.rewards, ds.rewards, rtol=0, atol=1e-8)
+        np.testing.assert_allclose(res.next_observations, ds.next_observations, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(res.rewards, ds.rewards, rtol=0, atol=1e-12)
 
 
 def test_hopper_clipped_rows_are_invalid(data):
@@ -149,3 +150,89 @@ def test_rollout_and_step_loop_agree(data):
     seen = []
     replay("hopper", data["hopper"], chunk=50, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(data["hopper"]), len(data["hopper"])) and len(seen) == 3
+
+
+def _with_invalid_rows(ds: TransitionDataset) -> tuple[TransitionDataset, np.ndarray]:
+    """Hopper data replayed from observations, with 3 rows made unreplayable (clipped qvel)."""
+    obs = ds.observations.copy()
+    obs[[3, 10], 7] = 10.0
+    obs[5, 8] = -10.0
+    return dataclasses.replace(ds, observations=obs, qpos=None, qvel=None), np.array([3, 5, 10])
+
+
+def test_replay_result_length_counts_and_summary(data):
+    bare, bad = _with_invalid_rows(data["hopper"])
+    res = replay("hopper-gravity-2.0", bare)
+    n = len(bare)
+    assert len(res) == n == res.rewards.shape[0] != res.next_observations.shape[1]
+    counts = res.reason_counts()
+    assert sum(counts.values()) == int((~res.valid).sum()) >= len(bad)
+    s = res.summary()
+    assert (s["domain"], s["n"], s["valid"], s["reward_exact"]) == (
+        "hopper-gravity-2.0", n, int(res.valid.sum()), int(res.reward_exact.sum()))
+    assert s["invalid_reasons"] == counts
+    assert s["seconds"] == round(res.seconds, 4) and res.seconds > 0
+    assert s["rows_per_s"] == round(n / max(res.seconds, 1e-9), 1)
+    assert all(s[k] == v for k, v in res.info.items())
+
+
+def test_oracle_readouts_use_the_given_result_or_replay_with_the_given_settings(data):
+    ds = data["walker2d"]
+    dom = "walker2d-gravity-2.0"
+    res = replay(dom, ds)
+    shifted = dataclasses.replace(res, next_observations=res.next_observations + 1.0, rewards=res.rewards + 2.0)
+    np.testing.assert_allclose(oracle_gap(dom, ds, result=shifted),
+                               np.linalg.norm(ds.next_observations - res.next_observations - 1.0, axis=1))
+    np.testing.assert_allclose(oracle_reward_gap(dom, ds, result=shifted), np.abs(ds.rewards - res.rewards - 2.0))
+    for fn in (oracle_gap, oracle_reward_gap):
+        seen: list[tuple[int, int]] = []
+        out = fn(dom, ds, chunk=40, progress=lambda done, total, s=seen: s.append((done, total)))
+        assert seen[-1] == (len(ds), len(ds)) and len(seen) == 3  # the settings reached replay
+        np.testing.assert_array_equal(out, fn(dom, ds, result=res))
+
+
+def test_oracle_bellman_error_formula_invalid_rows_and_value_fn_checks(data):
+    bare, bad = _with_invalid_rows(data["hopper"])
+    dom = "hopper-gravity-2.0"
+    res = replay(dom, bare)
+    calls: list[np.ndarray] = []
+
+    def v(o):
+        calls.append(np.array(o))
+        return np.tanh(o).sum(axis=1)
+
+    err = oracle_bellman_error(dom, bare, v, result=res)  # default gamma 0.99
+    ok = res.valid
+    assert not ok[bad].any() and err.dtype == np.float64 and np.isnan(err[~ok]).all()
+    np.testing.assert_array_equal(calls[1][~ok], 0.0)  # invalid rows: V evaluated at zeros, not NaN
+    y_src = bare.rewards + 0.99 * (1.0 - bare.terminals) * np.tanh(bare.next_observations).sum(1)
+    y_tar = res.rewards + 0.99 * (1.0 - res.terminals) * np.tanh(res.next_observations).sum(1)
+    np.testing.assert_allclose(err[ok], np.abs(y_src - y_tar)[ok], rtol=1e-12, atol=1e-12)
+    # a float32 or (N, 1) value function: read as float64 rows (no float32 arithmetic, no broadcasting)
+    for v_odd in (lambda o: np.tanh(o).sum(axis=1).astype(np.float32),
+                  lambda o: np.tanh(o).sum(axis=1, keepdims=True)):
+        e = oracle_bellman_error(dom, bare, v_odd, result=res)
+        v32s = np.asarray(v_odd(bare.next_observations), np.float64).reshape(-1)
+        v32t = np.asarray(v_odd(np.where(ok[:, None], res.next_observations, 0.0)), np.float64).reshape(-1)
+        ref = np.abs(bare.rewards + 0.99 * (1.0 - bare.terminals) * v32s - res.rewards
+                     - 0.99 * (1.0 - res.terminals) * v32t)
+        assert e.shape == (len(bare),)
+        np.testing.assert_allclose(e[ok], ref[ok], rtol=1e-12, atol=1e-12)
+    e5 = oracle_bellman_error(dom, bare, v, gamma=0.5, result=res)
+    assert not np.allclose(e5[ok], err[ok])
+    shifted = dataclasses.replace(res, rewards=res.rewards + 3.0)
+    np.testing.assert_allclose(oracle_bellman_error(dom, bare, v, result=shifted)[ok],
+                               np.abs(y_src - y_tar - 3.0)[ok], rtol=1e-12, atol=1e-12)
+    seen: list[int] = []
+    oracle_bellman_error(dom, bare, v, chunk=40, progress=lambda done, total: seen.append(done))
+    assert len(seen) == 3
+    n_calls = []
+
+    def v_bad_second(o):  # right shape for s', wrong for s'_tar
+        n_calls.append(1)
+        return o.sum(axis=1) if len(n_calls) % 2 else o[:, :2]
+
+    with pytest.raises(ConfigError, match="one value per row"):
+        oracle_bellman_error(dom, bare, v_bad_second, result=res)
+    with pytest.raises(ConfigError, match=r"got shape \(240,\)"):  # (120, 2) flattened
+        oracle_bellman_error(dom, bare, lambda o: o[:, :2], result=res)

@@ -97,11 +97,8 @@ def test_builtin_policies_load_and_act():
             load_policy(spec, other)
 
 
-def test_zoo_policies_load_with_shapes_and_match_sb3(shared_dir):
-    pytest.importorskip("stable_baselines3")
-    pytest.importorskip("sb3_contrib")
-    from xcurate.datasets.policies import load_sb3_model
-
+def test_zoo_policies_load_with_shapes(shared_dir):
+    """Shapes, bounds and determinism (no SB3 needed); parity with SB3: test_zoo_agent_matches_sb3."""
     rng = np.random.default_rng(0)
     for algo, env, robot, obs_dim, act_dim in [("tqc", "Hopper", "hopper", 11, 3), ("ppo", "Ant", "ant", 27, 8),
                                                ("ars", "HalfCheetah", "halfcheetah", 17, 6),
@@ -113,10 +110,67 @@ def test_zoo_policies_load_with_shapes_and_match_sb3(shared_dir):
         a = p(obs, steps=steps)
         assert a.shape == (6, act_dim) and np.all(np.abs(a) <= 1.0)
         assert np.array_equal(a, p(obs, steps=steps))  # deterministic
-        if algo in ("tqc", "ppo") and robot != "walker2d":  # SB3 loading is slow: check one off- and one on-policy
-            model = load_sb3_model(spec.split(":", 1)[1])
-            ref, _ = model.predict(p.pipeline(obs, steps).astype(np.float32), deterministic=True)
-            np.testing.assert_allclose(a, ref, atol=1e-4)
+
+
+def _zoo_agents() -> list[str]:
+    """``algo/Env-v3_1/Env-v3.zip`` of every zoo agent present in ../shared (empty where absent)."""
+    from xcurate.utils import shared_dir
+
+    d = shared_dir()
+    if d is None or not (d / ZOO).is_dir():
+        return []
+    return sorted(str(p.relative_to(d / ZOO)) for p in (d / ZOO).glob("*/*-v3_1/*-v3.zip"))
+
+
+ZOO_AGENTS = _zoo_agents()
+
+
+def _sb3_actor_float64(model, x: np.ndarray) -> np.ndarray:
+    """SB3's own actor network evaluated in float64 (``predict`` casts to float32 on the way in)."""
+    import torch
+
+    pol = model.policy.to(torch.float64)
+    t = torch.as_tensor(x, dtype=torch.float64)
+    with torch.no_grad():
+        if hasattr(pol, "actor"):  # SAC / TQC: the deterministic action tanh(mu(latent))
+            out = torch.tanh(pol.actor.mu(pol.actor.latent_pi(t)))
+        elif hasattr(pol, "mlp_extractor"):  # PPO / A2C / TRPO: the Gaussian's mean
+            out = pol.action_net(pol.mlp_extractor.forward_actor(t))
+        else:  # ARS: a plain action network
+            out = pol.action_net(t)
+    return np.clip(out.numpy(), -1.0, 1.0)
+
+
+@pytest.mark.parametrize("agent", ZOO_AGENTS or [pytest.param(None, marks=pytest.mark.skip(
+    reason="../shared (the SB3 zoo agents) is absent; skipping"))])
+def test_zoo_agent_matches_sb3(shared_dir, agent):
+    """Every zoo agent present (22 in ../shared): the numpy actor equals SB3's actor network run in
+    float64 to 1e-10 (measured max 3.4e-14), and SB3's float32 ``predict`` up to float32 rounding.
+
+    The README promises <= 6e-6 against ``predict``; on these 64 N(0, 1) observations the
+    measured maximum is 1.7e-5 (sac Hopper; 7.5e-6 tqc HalfCheetah, the rest <= 5.2e-6), all of
+    it SB3's own float32 rounding (``predict`` vs the same network in float64 differs as much),
+    hence the float32 bound 2e-5 and the strict float64 check.
+    """
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("sb3_contrib")
+    from xcurate.datasets.policies import load_sb3_model
+
+    algo, folder, _ = agent.split("/")
+    robot = folder.split("-")[0].lower()
+    path = shared_dir / ZOO / agent
+    p = load_policy(f"sb3:{path}", robot)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(64, p.obs_dim))
+    steps = rng.integers(0, 1000, size=64)
+    a = p(obs, steps=steps)
+    model = load_sb3_model(path)
+    x = p.pipeline(obs, steps)
+    ref32, _ = model.predict(x.astype(np.float32), deterministic=True)
+    assert a.shape == ref32.shape == (64, p.act_dim)
+    assert np.abs(a - ref32).max() <= 2e-5, (agent, np.abs(a - ref32).max())
+    ref64 = _sb3_actor_float64(model, x)
+    assert np.abs(a - ref64).max() <= 1e-10, (agent, np.abs(a - ref64).max())
 
 
 def test_ant_padding_and_ppo_time_feature(shared_dir):

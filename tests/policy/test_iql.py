@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -199,8 +201,23 @@ def test_nan_scores_are_not_sampled(data):
     assert all(torch.isfinite(v).all() for v in m.values())
 
 
-def test_compiled_losses_match_eager(data):
-    """compile=True (torch.compile of the loss graph) trains like the eager trainer, OTDF's CVAE term included."""
+@pytest.mark.parametrize("backend", [
+    "aot_eager",
+    pytest.param("inductor", marks=pytest.mark.skipif(
+        os.environ.get("XCURATE_INDUCTOR_TESTS") != "1",
+        reason="inductor codegen takes 70-160 s on CPU: set XCURATE_INDUCTOR_TESTS=1 to run it"))])
+def test_compiled_losses_match_eager(data, monkeypatch, backend):
+    """compile=True (torch.compile of the loss graph) trains like the eager trainer, OTDF's CVAE term included.
+
+    Lean by default: the ``aot_eager`` backend runs dynamo and AOTAutograd (the traced forward and
+    backward graphs, with the trainer's compile-only code paths) without inductor's C++ codegen,
+    ~17 s instead of 70-160 s on a loaded 2-core machine. XCURATE_INDUCTOR_TESTS=1 adds the real
+    inductor run.
+    """
+    import functools
+
+    if backend != "inductor":
+        monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=backend))
     target, source = data
     eager, comp = (IQLTrainer(make_config("otdf", **TINY, seed=4, compile=flag), target, source)
                    for flag in (False, True))
@@ -281,7 +298,11 @@ def test_cuda_graph_control_flow_with_a_fake_graph(data, monkeypatch, compiled):
         def wait_stream(self, other):
             pass
 
+    import functools
+
     graphs: list[FakeGraph] = []
+    # the bookkeeping, not inductor's codegen, is under test: trace with dynamo only (lean)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: graphs.append(FakeGraph()) or graphs[-1])
     monkeypatch.setattr(torch.cuda, "graph", lambda g, **kw: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
@@ -325,7 +346,7 @@ def test_vecmlp_layers_stay_views_of_flat_after_a_conversion():
 
 
 def test_compiled_trainers_beyond_dynamos_default_cache_still_compile(data, monkeypatch):
-    """Dynamo caches per code object (8 entries by default, then silently eager): the 12th trainer compiles too."""
+    """Dynamo caches per code object (8 entries by default, then silently eager): the 10th trainer compiles too."""
     import functools
 
     from torch._dynamo.utils import counters
@@ -333,6 +354,6 @@ def test_compiled_trainers_beyond_dynamos_default_cache_still_compile(data, monk
     target, source = data
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))  # trace, no codegen
     before = counters["stats"]["unique_graphs"]
-    for bt in range(40, 52):  # 12 batch shapes no other test uses: 12 distinct graphs
+    for bt in range(40, 50):  # 10 batch shapes no other test uses: 10 distinct graphs (> dynamo's 8)
         IQLTrainer(IQLConfig(**{**TINY, "batch_target": bt}, compile=True), target, source).train_step()
-    assert counters["stats"]["unique_graphs"] - before == 12
+    assert counters["stats"]["unique_graphs"] - before == 10

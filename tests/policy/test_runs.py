@@ -16,7 +16,6 @@ from xcurate.errors import ConfigError, DataError, StoreError
 from xcurate.policy.evaluate import check_layout, run_episodes, score_returns
 from xcurate.policy.runs import RunSpec, evaluate_run, list_runs, summarize, train
 
-torch.set_num_threads(1)
 SETS = {"hidden_dim": "32", "batch_target": "16", "batch_source": "16"}
 
 

@@ -8,6 +8,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import assert_one_error_line
 
 from xcurate.datasets.synthetic import planted_shift
 
@@ -64,14 +65,14 @@ def test_cli_errors(tmp_path, files, run_cli):
                           (["--scorers", "ot", "--set", "bad"], "SCORER.SETTING=VALUE"),
                           (["--scorers", "ot", "--device", "tpu"], "--device")]:
         code, _, err = run_cli(base + extra)
-        assert code == 1 and needle in err and "Traceback" not in err, err
+        assert_one_error_line(code, err, needle)
     code, _, err = run_cli(["score", "--source", tmp_path / "missing.parquet", "--target", tgt,
                             "--scorers", "knn", "--store", store])
-    assert code == 1 and "error:" in err
+    assert_one_error_line(code, err, "missing.parquet")
     code, _, err = run_cli(["query", "SELECT 1", "--store", tmp_path / "nostore"])
-    assert code == 1 and "no such store" in err
+    assert_one_error_line(code, err, "no such store")
     run_cli(base + ["--scorers", "knn"])
     code, _, err = run_cli(["query", "SELECT bogus FROM scores", "--store", store])
-    assert code == 1 and "bogus" in err and len(err.strip().splitlines()) == 1
+    assert_one_error_line(code, err, "bogus")
     code, _, err = run_cli(["query", "SELECT 1", "--store", store, "--format", "parquet"])
-    assert code == 1 and "--out" in err
+    assert_one_error_line(code, err, "--out")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_beats_trivial
 
-from xcurate.datasets.synthetic import auc, planted_shift
-from xcurate.errors import ConfigError, DataError
+from xcurate.datasets.synthetic import planted_shift
+from xcurate.errors import ConfigError
 from xcurate.scoring import make_scorer
 
 
@@ -30,21 +31,19 @@ def test_distances_and_direction():
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_planted_signal_auc(seed):
-    """Planted shift, 2000 source / 1000 target: measured AUC 0.98 (seed 1) and 0.97 (seed 2).
+    """Confound-free planted shift (2000 source / 1000 target, rotation shift 2.0): measured AUC
+    0.855 (seed 1) and 0.772 (seed 2); reward, ||s|| and ||s'|| give 0.5.
 
-    (With seed 0 kNN fails, AUC 0.34: the shifted dynamics put the source's states in denser
-    regions of the target's state distribution. kNN on (s, a, s') measures closeness of the joint
-    distribution, not of the dynamics; documented in the README (Scoring).)
+    kNN on (s, a, s') measures closeness of the joint distribution, not of the dynamics: at the
+    default shift 0.5 it reaches only 0.54-0.61 on seeds 1-3 (0.96 on seed 0), 0.64-0.74 at
+    shift 1.0. (On the earlier, confounded generator it scored 0.97-0.98 mostly through ||s||.)
     """
-    tg, src = planted_shift(n_target=1000, n_source=2000, seed=seed)
+    tg, src = planted_shift(n_target=1000, n_source=2000, seed=seed, shift=2.0)
     s = make_scorer("knn").fit(tg, src).score(src)["knn_score"]
-    assert auc(s, src.extras["planted"]) >= 0.9
+    assert_beats_trivial(s, src, margin=0.2)
 
 
 def test_errors():
-    tg, src = planted_shift(n_target=20, n_source=20, obs_dim=4, seed=0)
-    tg2, _ = planted_shift(n_target=20, n_source=20, obs_dim=5, seed=0)
-    with pytest.raises(DataError, match="dims"):
-        make_scorer("knn").fit(tg2, src)
+    """(Dims and too few rows: tests/scoring/test_scorer_contracts.py.)"""
     with pytest.raises(ConfigError, match="k must"):
         make_scorer("knn", k=0)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import assert_beats_trivial
 
 from xcurate.datasets.synthetic import auc, planted_shift
-from xcurate.errors import ConfigError, DataError
 from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_contrastive import contrastive_bce_loss, contrastive_logits, cosine_score
 
-torch.set_num_threads(1)
 TINY = dict(steps=500, hidden=(64, 64), embed_dim=32, device="cpu", seed=0)
 
 
@@ -42,13 +41,14 @@ def test_logits_and_loss_maths():
 
 
 def test_planted_signal(data, fitted):
-    """Target-dynamics source rows score higher: AUC 0.806 reached with 500 steps (random: 0.5 +- 0.02)."""
+    """Target-dynamics source rows score higher: AUC 0.897 reached with 500 steps on the
+    confound-free planted data (reward, ||s||, ||s'||: 0.5; random: 0.5 +- 0.02)."""
     _, source = data
     _, out = fitted
     assert set(out) == {"contrastive_score"}
     s = out["contrastive_score"]
     assert s.shape == (len(source),) and np.all(np.abs(s) <= 1 + 1e-6)
-    assert auc(s, source.extras["planted"]) >= 0.75
+    assert_beats_trivial(s, source, margin=0.25)
 
 
 def test_trained_encoder_beats_untrained(data, fitted):
@@ -62,28 +62,12 @@ def test_trained_encoder_beats_untrained(data, fitted):
     assert abs(a_untrained - 0.5) < 0.15
 
 
-def test_deterministic_and_chunk_independent(data, fitted):
+def test_chunk_independent(data, fitted):
+    """(Determinism and bad inputs: tests/scoring/test_scorer_contracts.py.)"""
     target, source = data
-    small = dict(TINY, steps=30)
-    a = make_scorer("contrastive", **small).fit(target, source).score(source)
-    b = make_scorer("contrastive", **small).fit(target, source).score(source)
-    np.testing.assert_array_equal(a["contrastive_score"], b["contrastive_score"])
     parts = np.concatenate([fitted[0].score(source.select(slice(i, i + 300)))["contrastive_score"]
                             for i in range(0, len(source), 300)])
     np.testing.assert_allclose(parts, fitted[1]["contrastive_score"], rtol=1e-5, atol=1e-6)
-    c = make_scorer("contrastive", **{**small, "seed": 1}).fit(target, source).score(source)
-    assert not np.array_equal(a["contrastive_score"], c["contrastive_score"])
-
-
-def test_bad_inputs(data):
-    target, source = data
-    sc = make_scorer("contrastive", **{**TINY, "steps": 2})
-    with pytest.raises(DataError, match="dims"):
-        sc.fit(planted_shift(n_target=50, n_source=50, obs_dim=5)[0], source)
-    with pytest.raises(DataError, match="at least 16"):
-        sc.fit(target.select(slice(0, 5)), source)
-    with pytest.raises(ConfigError, match="fit"):
-        make_scorer("contrastive").score(source)
 
 
 def test_nan_rows_excluded_in_fit_and_nan_in_score(data):

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import assert_beats_trivial
 
-from xcurate.datasets.synthetic import auc, planted_shift
-from xcurate.errors import ConfigError, DataError
+from xcurate.datasets.synthetic import planted_shift
 from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_dara import balanced_bce, dara_delta_r
 
-torch.set_num_threads(1)
 TINY = dict(steps=500, hidden=(64, 64), device="cpu", seed=0)
 
 
@@ -52,31 +51,15 @@ def test_balanced_bce():
 
 
 def test_planted_signal(data, fitted):
-    """Target-dynamics source rows get higher delta_r: AUC ~0.8 with 500 steps (random 0.5 +- 0.02)."""
+    """Target-dynamics source rows get higher delta_r: AUC 0.907 with 500 steps on the
+    confound-free planted data (reward, ||s||, ||s'||: 0.5; random 0.5 +- 0.02)."""
     _, source = data
     _, out = fitted
     assert set(out) == {"dara_delta_r", "dara_reward"}
     d = out["dara_delta_r"]
     assert np.all(np.abs(d) <= 10)
     np.testing.assert_allclose(out["dara_reward"], source.rewards + 0.1 * d, rtol=1e-6, atol=1e-6)
-    assert auc(d, source.extras["planted"]) >= 0.75
+    assert_beats_trivial(d, source, margin=0.25)
 
 
-def test_deterministic(data, fitted):
-    target, source = data
-    small = dict(TINY, steps=30)
-    a = make_scorer("dara", **small).fit(target, source).score(source)
-    b = make_scorer("dara", **small).fit(target, source).score(source)
-    np.testing.assert_array_equal(a["dara_delta_r"], b["dara_delta_r"])
-    c = make_scorer("dara", **{**small, "seed": 1}).fit(target, source).score(source)
-    assert not np.array_equal(a["dara_delta_r"], c["dara_delta_r"])
-
-
-def test_bad_inputs(data):
-    target, source = data
-    with pytest.raises(DataError, match="dims"):
-        make_scorer("dara", **{**TINY, "steps": 1}).fit(planted_shift(n_target=50, n_source=50, obs_dim=3)[0], source)
-    with pytest.raises(DataError, match="at least 16"):
-        make_scorer("dara", **{**TINY, "steps": 1}).fit(target.select(slice(0, 15)), source)
-    with pytest.raises(ConfigError, match="fit"):
-        make_scorer("dara").score(source)
+# determinism and bad inputs: tests/scoring/test_scorer_contracts.py (parametrised over the scorers)

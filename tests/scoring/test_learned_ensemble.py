@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import assert_beats_trivial
 
-from xcurate.datasets.synthetic import auc, planted_shift
-from xcurate.errors import ConfigError, DataError
+from xcurate.datasets.synthetic import planted_shift
+from xcurate.errors import ConfigError
 from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_ensemble import max_disagreement, mixture_loglik, soft_clamp_logvar, value_penalty
 
-torch.set_num_threads(1)
 TINY = dict(steps=300, value_steps=300, hidden=(64, 64, 64, 64), value_hidden=(64, 64), n_models=3,
             batch_size=128, device="cpu", seed=0)
 
@@ -53,8 +53,9 @@ def test_mixture_loglik_and_disagreement():
 
 
 def test_planted_signal(data, fitted):
-    """Target-dynamics rows rank better. Reached: ensemble_loglik/ensemble_score AUC ~0.99,
-    ensemble_penalty ~0.6, ensemble_disagreement ~0.5 (it measures uncertainty about (s, a), which
+    """Target-dynamics rows rank better. Reached on the confound-free planted data (reward, ||s||,
+    ||s'||: 0.5): ensemble_loglik/ensemble_score AUC 0.982, ensemble_penalty 0.647,
+    ensemble_disagreement ~0.5 (it measures uncertainty about (s, a), which
     the planted data does not vary; random: 0.5 +- 0.02). The loglik is therefore ensemble_score."""
     _, source = data
     _, out = fitted
@@ -70,17 +71,13 @@ def test_planted_signal(data, fitted):
         assert out[c].shape == (len(source),) and np.isfinite(out[c]).all()
     assert np.all(out["ensemble_penalty"] >= 0) and np.all(out["ensemble_disagreement"] >= 0)
     np.testing.assert_array_equal(out["ensemble_score"], out["ensemble_loglik"])
-    assert auc(out["ensemble_score"], lab) >= 0.9
-    assert auc(-out["ensemble_penalty"], lab) >= 0.55
+    assert_beats_trivial(out["ensemble_score"], source, margin=0.4, labels=lab)
+    assert_beats_trivial(-out["ensemble_penalty"], source, margin=0.08, labels=lab)
 
 
-def test_deterministic_and_chunk_independent(data, fitted):
+def test_chunk_independent(data, fitted):
+    """(Determinism and bad inputs: tests/scoring/test_scorer_contracts.py.)"""
     target, source = data
-    small = dict(TINY, steps=30, value_steps=30)
-    a = make_scorer("ensemble", **small).fit(target, source).score(source)
-    b = make_scorer("ensemble", **small).fit(target, source).score(source)
-    for c in a:
-        np.testing.assert_array_equal(a[c], b[c])
     sc = fitted[0]
     part = sc.score(source.select(slice(0, 77)))
     np.testing.assert_allclose(part["ensemble_penalty"], fitted[1]["ensemble_penalty"][:77], rtol=1e-5, atol=1e-5)
@@ -89,11 +86,5 @@ def test_deterministic_and_chunk_independent(data, fitted):
 def test_bad_inputs(data):
     target, source = data
     small = dict(TINY, steps=1, value_steps=1)
-    with pytest.raises(DataError, match="dims"):
-        make_scorer("ensemble", **small).fit(planted_shift(n_target=50, n_source=50, act_dim=3)[0], source)
-    with pytest.raises(DataError, match="at least 16"):
-        make_scorer("ensemble", **small).fit(target.select(slice(0, 3)), source)
     with pytest.raises(ConfigError, match="n_models"):
         make_scorer("ensemble", **{**small, "n_models": 1}).fit(target, source)
-    with pytest.raises(ConfigError, match="fit"):
-        make_scorer("ensemble").score(source)

@@ -10,8 +10,6 @@ from xcurate.datasets.synthetic import planted_shift
 from xcurate.errors import DataError
 from xcurate.scoring import nets
 
-torch.set_num_threads(1)
-
 
 def test_mlp_shapes_and_activation():
     m = nets.mlp(5, 3, (8, 8), activation="swish")

@@ -5,21 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import assert_beats_trivial
 
-from xcurate.datasets.synthetic import auc, planted_shift
-from xcurate.errors import ConfigError, DataError
+from xcurate.datasets.synthetic import auc, planted_shift, rollout
+from xcurate.datasets.transitions import TransitionDataset
+from xcurate.errors import ConfigError
 from xcurate.scoring import make_scorer
 from xcurate.scoring.scorer_tbm import avg_l1_norm, scaled_latent_error, tbm_targets
 
-torch.set_num_threads(1)
 TINY = dict(encoder_steps=300, finetune_steps=150, value_steps=600, gamma=0.9, hidden=(32, 32), zs_dim=16,
             zsa_dim=16, batch_size=128, device="cpu", seed=0)
 
 
 @pytest.fixture(scope="module")
 def data():
-    # shift 1.0 (not the default 0.5): see test_planted_signal's docstring
-    return planted_shift(n_target=500, n_source=1000, seed=0, shift=1.0)
+    return planted_shift(n_target=500, n_source=1000, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +43,14 @@ def test_tbm_maths():
 
 
 def test_planted_signal(data, fitted):
-    """Target-dynamics rows rank better. Reached with this budget at shift 1.0: tbm AUC 0.907,
-    tbm_latent_error AUC 0.952 (random: 0.5 +- 0.02).
+    """Confound-free planted data (reward, ||s||, ||s'||: AUC 0.5). Reached with this budget:
+    tbm_latent_error AUC 0.805 (0.743 at shift 1.0); tbm (the value mismatch) 0.515, i.e. blind.
 
     TBM is a value-weighted mismatch: it only sees the part of the dynamics shift that changes
-    V_tar, and its absolute error shrinks on low-magnitude states. At the default shift 0.5 a
-    similar budget reaches tbm AUC ~0.6 only (tbm_latent_error ~0.85), hence shift 1.0 here
-    (documented in the README (Learned scorers))."""
+    V_tar. The planted shift is a rotation and the reward -|s|^2 - 0.1|a|^2 is radial, so V_tar is
+    nearly radial and the rotated s' has nearly the same value: |y - y_hat| cannot tell the rows
+    apart. (On the earlier, confounded generator, whose shift changed ||s'||, tbm reached 0.91
+    at shift 1.0.) So only the latent dynamics error carries a planted signal here."""
     _, source = data
     _, out = fitted
     lab = source.extras["planted"]
@@ -57,28 +58,34 @@ def test_planted_signal(data, fitted):
     np.testing.assert_allclose(out["tbm"], np.abs(out["tbm_y"] - out["tbm_y_hat"]), rtol=1e-5, atol=1e-5)
     assert np.all(out["tbm"] >= 0) and np.array_equal(out["tbm_score"], -out["tbm"])
     assert np.all(out["tbm_latent_error"] >= 0) and np.isfinite(out["tbm_y_hat"]).all()
-    assert auc(-out["tbm_latent_error"], lab) >= 0.8
-    assert auc(out["tbm_score"], lab) >= 0.75
+    assert_beats_trivial(-out["tbm_latent_error"], source, margin=0.2, labels=lab)
+    assert abs(auc(out["tbm_score"], lab) - 0.5) < 0.1  # documented blindness to a value-preserving shift
 
 
-def test_target_normalisation_survives_exploding_source():
-    """planted_shift(seed=1): the shifted source system is unstable (|s| up to 2e4, target |s| < 4).
-    Source+target statistics squash the target; normalize="target" reaches tbm AUC 0.953."""
-    target, source = planted_shift(n_target=500, n_source=2000, seed=1)
-    assert np.abs(source.observations).max() > 1000
-    out = make_scorer("tbm", **TINY, normalize="target").fit(target, source).score(source)
-    assert auc(out["tbm_score"], source.extras["planted"]) >= 0.85
+def _with_exploding_part(source: TransitionDataset, n: int = 500) -> TransitionDataset:
+    """``source`` plus ``n`` rows of an unstable linear system (|s| beyond 1000), planted = 0."""
+    rng = np.random.default_rng(7)
+    dim, act = source.obs_dim, source.act_dim
+    boom = rollout(1.2 * np.linalg.qr(rng.normal(size=(dim, dim)))[0], rng.normal(scale=0.5, size=(dim, act)),
+                   n, rng)
+    boom.extras["planted"] = np.zeros(n, np.int8)
+    return TransitionDataset.concat([source, boom])
 
 
-def test_deterministic_and_chunk_independent(data, fitted):
+def test_target_normalisation_survives_exploding_source(data):
+    """An exploding source part (|s| up to ~1e3, target |s| < 15) squashes the target under
+    source+target statistics; normalize="target" keeps the planted signal among the other rows
+    (tbm_latent_error AUC on the planted rows: see the report in the docstring of test_planted_signal)."""
     target, source = data
-    small = dict(TINY, encoder_steps=30, finetune_steps=20, value_steps=30)
-    a = make_scorer("tbm", **small).fit(target, source).score(source)
-    b = make_scorer("tbm", **small).fit(target, source).score(source)
-    for c in a:
-        np.testing.assert_array_equal(a[c], b[c])
-    c = make_scorer("tbm", **{**small, "seed": 1}).fit(target, source).score(source)
-    assert not np.array_equal(a["tbm"], c["tbm"])
+    both = _with_exploding_part(source)
+    assert np.abs(both.observations).max() > 1000 > 15 > np.abs(target.observations).max()
+    out = make_scorer("tbm", **TINY, normalize="target").fit(target, both).score(both)
+    assert_beats_trivial(-out["tbm_latent_error"][:len(source)], source, margin=0.15)
+
+
+def test_chunk_independent(data, fitted):
+    """(Determinism and bad inputs: tests/scoring/test_scorer_contracts.py.)"""
+    _, source = data
     part = fitted[0].score(source.select(slice(100, 250)))["tbm_y_hat"]
     np.testing.assert_allclose(part, fitted[1]["tbm_y_hat"][100:250], rtol=1e-5, atol=1e-5)
 
@@ -86,11 +93,5 @@ def test_deterministic_and_chunk_independent(data, fitted):
 def test_bad_inputs(data):
     target, source = data
     small = dict(TINY, encoder_steps=1, finetune_steps=1, value_steps=1)
-    with pytest.raises(DataError, match="dims"):
-        make_scorer("tbm", **small).fit(planted_shift(n_target=50, n_source=50, obs_dim=5)[0], source)
-    with pytest.raises(DataError, match="at least 16"):
-        make_scorer("tbm", **small).fit(target.select(slice(0, 10)), source)
     with pytest.raises(ConfigError, match="normalize"):
         make_scorer("tbm", **small, normalize="both").fit(target, source)
-    with pytest.raises(ConfigError, match="fit"):
-        make_scorer("tbm").score(source)

@@ -12,12 +12,8 @@ from xcurate.scoring.store import Store
 
 
 @pytest.fixture(scope="module")
-def hopper_data():
-    from xcurate.datasets.collect import collect
-
-    source = collect("hopper", "random", 300, seed=0, progress=False)
-    target = collect("hopper-gravity-2.0", "random", 200, seed=1, progress=False)
-    return source, target
+def hopper_data(hopper_collections):
+    return hopper_collections["source_small"], hopper_collections["target_small"]
 
 
 def test_oracle_gaps_shifted_vs_unshifted(tmp_path, hopper_data):

@@ -11,7 +11,6 @@ from typing import ClassVar
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 
 from xcurate.datasets.io import save_dataset
 from xcurate.datasets.synthetic import planted_shift
@@ -20,8 +19,6 @@ from xcurate.errors import ConfigError, StoreError
 from xcurate.scoring.base import ColumnSpec, Scorer, make_scorer
 from xcurate.scoring.scorer_knn import KNNScorer
 from xcurate.scoring.store import Store, parse_settings, score_datasets
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,16 @@
 """Small synthetic datasets with planted dynamics shifts, for tests and examples.
 
 A linear-Gaussian system s' = A s + B a + noise with a reward r = -|s|^2/dim - 0.1 |a|^2/dim.
-The *target* dynamics use (A_t, B_t); *other* dynamics use a perturbed (A_o, B_o). A source set
-mixes transitions of both, with ``extras["planted"] = 1`` on rows generated under the target
-dynamics, so a scorer's AUC at separating them can be measured.
+The *target* dynamics use (A_t, B_t); *other* dynamics are the target system seen in a rotated
+frame (A_o = R A_t R^T, B_o = R B_t, R a rotation). A source set mixes transitions of both, with
+``extras["planted"] = 1`` on rows generated under the target dynamics, so a scorer's AUC at
+separating them can be measured.
+
+The planted set is *confound-free*: the other-dynamics rows are simulated with the same random
+numbers as the target-dynamics source rows (common random numbers), so the reward, the action
+and the norms ||s||, ||s'|| of the two groups have the same distribution (exactly the same values
+row by row where the groups have equal size). Only the dynamics, i.e. how s' relates to (s, a),
+tell them apart; a scorer that returned r or ||s|| would score an AUC of 0.5.
 """
 
 from __future__ import annotations
@@ -52,19 +59,36 @@ def rollout(a_mat: np.ndarray, b_mat: np.ndarray, n: int, rng: np.random.Generat
                                          steps=np.array(steps), source=source)
 
 
+def _rotation(rng: np.random.Generator, dim: int, angle: float) -> np.ndarray:
+    """A random rotation exp(angle * K): K skew-symmetric, scaled to a largest |eigenvalue| of 1."""
+    from scipy.linalg import expm
+
+    m = rng.normal(size=(dim, dim))
+    k = m - m.T
+    k /= np.abs(np.linalg.eigvals(k)).max()
+    return expm(angle * k)
+
+
 def planted_shift(n_target: int = 1000, n_source: int = 2000, frac_target_dyn: float = 0.5,
                   obs_dim: int = 6, act_dim: int = 2, shift: float = 0.5, seed: int = 0,
                   ) -> tuple[TransitionDataset, TransitionDataset]:
     """A (target, source) pair in which part of the source follows the target dynamics.
 
+    The target system is s' = A_t s + B_t a + noise under the linear policy a = clip(G s + eps).
+    The other dynamics are A_o = R A_t R^T, B_o = R B_t, with the policy G R^T, where R rotates by
+    up to ``shift`` radians. Their rows are the rotated images (s, a, s') -> (R s, a, R s') of a
+    target-dynamics rollout that shares its random numbers with the target-dynamics source rows,
+    which is an exact rollout of the other system (isotropic start and noise are rotation
+    invariant). Hence reward, ||a||, ||s|| and ||s'|| do not separate the planted rows.
+
     Args:
-        n_target: target transitions (target dynamics).
+        n_target: target transitions (target dynamics, independent random numbers).
         n_source: source transitions; ``frac_target_dyn`` of them under target dynamics, the rest
-            under shifted dynamics A_o = A_t + shift * noise, B_o = B_t * (1 - shift).
+            under the rotated dynamics.
         frac_target_dyn: fraction of source rows generated under the target dynamics.
         obs_dim: state dimension.
         act_dim: action dimension.
-        shift: size of the dynamics shift.
+        shift: rotation angle scale (radians) of the other dynamics; 0 gives identical dynamics.
         seed: random seed.
 
     Returns:
@@ -72,13 +96,17 @@ def planted_shift(n_target: int = 1000, n_source: int = 2000, frac_target_dyn: f
     """
     rng = np.random.default_rng(seed)
     a_t, b_t = _system(rng, obs_dim, act_dim)
-    a_o = a_t + shift * rng.normal(scale=1 / np.sqrt(obs_dim), size=a_t.shape)
-    b_o = b_t * (1 - shift) + shift * rng.normal(scale=0.5, size=b_t.shape)
+    rot = _rotation(rng, obs_dim, shift)
     gain = rng.normal(scale=0.1, size=(act_dim, obs_dim))
     target = rollout(a_t, b_t, n_target, rng, policy_gain=gain, source="<synthetic target>")
     n_same = int(round(n_source * frac_target_dyn))
-    same = rollout(a_t, b_t, n_same, rng, policy_gain=gain)
-    other = rollout(a_o, b_o, n_source - n_same, rng, policy_gain=gain)
+    n_other = n_source - n_same
+    base = rollout(a_t, b_t, max(n_same, n_other), rng, policy_gain=gain)
+    same = base.select(slice(0, n_same))
+    twin = base.select(slice(0, n_other))
+    other = TransitionDataset.from_arrays(
+        twin.observations @ rot.T, twin.actions, twin.rewards, twin.next_observations @ rot.T,
+        timeouts=twin.timeouts, episode_ids=twin.episode_ids, steps=twin.steps)
     src = TransitionDataset.concat([same, other])
     src.extras["planted"] = np.concatenate([np.ones(len(same), np.int8), np.zeros(len(other), np.int8)])
     perm = rng.permutation(len(src))
