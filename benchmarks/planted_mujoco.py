@@ -45,7 +45,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "test": {"contrastive": {"steps": 1000}, "advantage": {"steps": 1000},
              "tbm": {"encoder_steps": 1000, "finetune_steps": 300, "value_steps": 500},
              "ensemble": {"steps": 1000, "value_steps": 500}, "dara": {"steps": 1000},
-             "transfer": {"pretrain_steps": 1500, "finetune_steps": 500}},
+             "transfer": {"pretrain_steps": 1500, "finetune_steps": 500},
+             "selftrain": {"steps": 1500, "rounds": 4}},
     "default": {},
 }
 
@@ -63,6 +64,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "tbm:target-norm": ("tbm", {"normalize": "target"}),
     "transfer": ("transfer", {}),
     "transfer:residual": ("transfer", {"mode": "residual"}),
+    "selftrain": ("selftrain", {}),
+    "contrastive:delta": ("contrastive", {"next_input": "delta"}),
+    "dara:delta": ("dara", {"next_input": "delta"}),
 }
 DEFAULT_VARIANTS = ["knn", "ot", "ot:delta-sqeuclidean", "contrastive", "dara", "dara:noise0.01", "ensemble",
                     "tbm", "transfer"]
