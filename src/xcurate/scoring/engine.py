@@ -45,7 +45,8 @@ MAX_OPEN_WRITERS = 128
 DEFAULT_FIT_SOURCE_ROWS = 200_000
 #: Ray retries of a chunk whose worker died (``max_retries`` of the task)
 RAY_MAX_RETRIES = 3
-RAY_INSTALL = "pip install 'xcurate[ray]'"
+#: the install hint (no square brackets: the CLI prints errors with Rich markup, which would eat "[ray]")
+RAY_INSTALL = "pip install 'ray>=2.40' (xcurate's ray extra)"
 _HASH_COLUMNS = ("transition_id", "obs", "act", "reward", "next_obs")
 
 
@@ -203,8 +204,6 @@ def connect(address: str | None, workers: int | None) -> Any:
     """
     check_engine("ray", workers)
     ray = require_ray()
-    if ray.is_initialized():
-        return ray
     if address and address not in ("auto", "local"):
         host, port = _host_port(address)
         try:
@@ -212,6 +211,8 @@ def connect(address: str | None, workers: int | None) -> Any:
         except OSError as e:
             raise ConfigError(f"--address {address}: no Ray cluster reachable there "
                               f"({e.strerror or type(e).__name__})") from None
+    if ray.is_initialized():
+        return ray
     try:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)

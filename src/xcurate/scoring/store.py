@@ -872,7 +872,8 @@ def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 def score_datasets(source: TransitionDataset | str | Path, target: TransitionDataset | str | Path,
                    scorers: Sequence[str] | Sequence[Scorer], store_dir: str | Path, domain: str | None = None,
                    settings: dict[str, dict[str, Any]] | None = None, progress: bool = False,
-                   holdout: float = 0.0) -> Store:
+                   holdout: float = 0.0, engine: str = "local", address: str | None = None,
+                   workers: int | None = None, fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> Store:
     """Create (or reopen) a store and run each scorer on it.
 
     Args:
@@ -884,6 +885,7 @@ def score_datasets(source: TransitionDataset | str | Path, target: TransitionDat
         settings: per-scorer settings, e.g. ``{"ot": {"eps": 0.05}}``.
         progress: show progress bars.
         holdout: target fraction kept out of every fit and scored like source rows (0 = off).
+        engine, address, workers, fit_source_rows: as in :meth:`Store.run`.
 
     Returns:
         The :class:`Store`.
@@ -901,5 +903,6 @@ def score_datasets(source: TransitionDataset | str | Path, target: TransitionDat
         raise ConfigError(f"settings given for scorer(s) {sorted(unknown)} that are not being run")
     store = Store.create(store_dir, source, target, domain=domain)
     for s in insts:
-        store.run(s, progress=progress, domain=domain, holdout=holdout)
+        store.run(s, progress=progress, domain=domain, holdout=holdout, engine=engine, address=address,
+                  workers=workers, fit_source_rows=fit_source_rows)
     return store
