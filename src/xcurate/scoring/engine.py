@@ -277,6 +277,16 @@ def _uses_torch(scorer: Any) -> bool:
     return any(torchy(v) for v in vars(scorer).values())
 
 
+def _warm_remote(scorer_module: str) -> str:
+    """Import what a chunk task needs, so the first chunks do not pay for cold workers."""
+    import importlib
+
+    import xcurate.scoring.store  # noqa: F401 - the imports are the point
+
+    importlib.import_module(scorer_module)
+    return socket.gethostname()
+
+
 def _fit_remote(scorer: Any, target: Any, source: Any) -> Any:
     return scorer.fit(target, source)
 
@@ -309,11 +319,22 @@ class RayRun:
         self.ray = ray
         res = ray.cluster_resources()
         self.n_gpus = int(res.get("GPU", 0))
-        self.workers = int(workers) if workers else None
+        self.workers = self.user_workers = int(workers) if workers else None
         self.scorer = scorer
         self.ref = None
         self.gpu = False
         self.fit_where = "driver"
+
+    def _slots(self) -> int:
+        if self.workers is None:
+            res = self.ray.cluster_resources()
+            self.workers = max(1, int(res.get("GPU", 0) if self.gpu else res.get("CPU", 1)))
+        return self.workers
+
+    def warm(self) -> None:
+        """Start one warm-up task per worker slot (imports), overlapping the fit on the driver."""
+        task = self.ray.remote(num_cpus=1, max_retries=0)(_warm_remote)
+        self._warm = [task.remote(type(self.scorer).__module__) for _ in range(self._slots())]
 
     def _opts(self) -> dict[str, Any]:
         return {"num_gpus": 1, "num_cpus": 1} if self.gpu else {"num_cpus": 1}
@@ -346,16 +367,16 @@ class RayRun:
     def score(self, jobs: list[tuple[int, Path, Path]], on_done) -> None:
         """Run ``(start, input, output)`` chunk jobs; ``on_done(start, rows)`` as each finishes."""
         ray = self.ray
-        if self.workers is None:
-            res = ray.cluster_resources()
-            self.workers = max(1, int(res.get("GPU", 0) if self.gpu else res.get("CPU", 1)))
+        if self.gpu and self.user_workers is None:
+            self.workers = None  # GPU slots, not CPUs, bound the concurrency
+        slots = self._slots()
         task = ray.remote(max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(_score_remote).options(
             **self._opts())
         queue = list(jobs)
         pending: dict[Any, int] = {}
         try:
             while queue or pending:
-                while queue and len(pending) < self.workers:
+                while queue and len(pending) < slots:
                     start, inp, out = queue.pop(0)
                     pending[task.remote(self.ref, _worker_path(inp), _worker_path(out))] = start
                 done, _ = ray.wait(list(pending), num_returns=1)

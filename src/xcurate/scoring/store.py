@@ -497,6 +497,8 @@ class Store:
         # the fit sees a bounded, seeded sample of the source: the first rows of the chunk order
         fit_rows = rows if len(rows) <= fit_source_rows else np.sort(order[:fit_source_rows])
         runner = eng.RayRun(ray, scorer, workers) if ray is not None else None
+        if runner is not None and todo:
+            runner.warm()
         bar = _Progress(progress, f"{scorer.name}", len(rows), done=sum(
             min(chunk, len(rows) - s) for s in starts if s not in set(todo)))
         with bar:
@@ -522,12 +524,14 @@ class Store:
                     eng.write_chunk_inputs(spath, assign, missing)
                     del assign
                 shuffle_s = time.perf_counter() - t0
+            t_chunks = time.perf_counter()
             if runner is None:
                 for start in todo:
                     n_done, _ = eng.score_chunk(scorer, inp(start), part(start))
                     bar.advance(n_done)
             elif todo:
                 runner.score([(s, inp(s), part(s)) for s in todo], lambda _s, n_done: bar.advance(n_done))
+            chunks_wall_s = time.perf_counter() - t_chunks
             if need_holdout:
                 hout = scorer.score(held) if runner is None else runner.holdout(held)
                 _write_parquet(self._chunk_table(scorer, held.transition_ids, hout, len(held)), hpath)
@@ -550,7 +554,7 @@ class Store:
                    for c, s in scorer.columns.items()}
         n_null = {c: int(final.column(c).null_count) for c in scorer.columns}
         timings = {"fit_s": fit_s_prev + fit_s, "score_s": score_s, "assemble_s": assemble_s,
-                   "shuffle_s": shuffle_s, "session_wall_s": time.perf_counter() - t_start}
+                   "shuffle_s": shuffle_s, "chunks_wall_s": chunks_wall_s, "session_wall_s": time.perf_counter() - t_start}
         timings["wall_s"] = timings["fit_s"] + score_s + assemble_s
         manifest = make_manifest(
             "score_run", inputs={"source": self.dir / "transitions.parquet", "target": self.dir / "target.parquet"},
