@@ -110,3 +110,53 @@ def test_fit_sees_a_bounded_seeded_content_sample(tmp_path, data):
     assert np.array_equal(FitRecorder.seen[-1], sample)
     with pytest.raises(Exception, match="--fit-source-rows must be >= 1"):
         st.run(FitRecorder(seed=5), progress=False, fit_source_rows=0)
+
+
+def _hive_source(tmp_path, source: TransitionDataset):
+    """The source as a hive-partitioned directory policy=a|b/part-0.parquet in the store layout (a rows first)."""
+    from xcurate.scoring.store import dataset_to_table
+
+    table = dataset_to_table(source)
+    lake = tmp_path / "lake"
+    rows = {"a": np.flatnonzero(source.extras["planted"] == 0), "b": np.flatnonzero(source.extras["planted"] == 1)}
+    for policy, idx in rows.items():
+        (lake / f"policy={policy}").mkdir(parents=True)
+        pq.write_table(table.take(idx), lake / f"policy={policy}" / "part-0.parquet")
+    return lake, source.select(np.concatenate([rows["a"], rows["b"]])), {k: len(v) for k, v in rows.items()}
+
+
+def test_hive_partitioned_source_is_streamed_and_read_as_one_table(tmp_path, data, monkeypatch):
+    target, source = data
+    lake, concat, counts = _hive_source(tmp_path, source)
+    from xcurate.scoring import store as store_mod
+
+    real_load = store_mod._load_dataset
+
+    def load(spec, what):
+        assert what == "target", "the partitioned source must not go through the in-memory loaders"
+        return real_load(spec, what)
+
+    monkeypatch.setattr(store_mod, "_load_dataset", load)
+    st = Store.create(tmp_path / "s", lake, target)
+    assert st.info["source"]["fingerprint"] == concat.fingerprint()  # streamed fingerprint == in-memory one
+    assert st.info["source"]["n"] == len(source) and st.info["source"]["partitions"] == ["policy"]
+    assert Store.create(tmp_path / "s", lake, target).dir == st.dir  # same data: reopened
+    got = st.query("SELECT policy, count(*) AS n FROM transitions GROUP BY 1 ORDER BY 1").to_pylist()
+    assert got == [{"policy": "a", "n": counts["a"]}, {"policy": "b", "n": counts["b"]}]
+    rid = st.run(make_scorer("knn"), progress=False)
+    monkeypatch.setattr(store_mod, "_load_dataset", real_load)
+    ref = Store.create(tmp_path / "ref", concat, target)
+    assert ref.run(make_scorer("knn"), progress=False) == rid  # same fingerprint, same run
+    assert pq.read_table(st.dir / "runs" / rid / "scores.parquet").equals(
+        pq.read_table(ref.dir / "runs" / rid / "scores.parquet"))
+    scored = st.query("SELECT policy, count(knn_score) AS n FROM scores GROUP BY 1 ORDER BY 1").to_pylist()
+    assert [r["policy"] for r in scored] == ["a", "b"] and sum(r["n"] for r in scored) == len(source) - 2
+    assert st.load_source().fingerprint() == concat.fingerprint()
+
+
+def test_a_store_layout_file_is_streamed_with_the_same_fingerprint(tmp_path, data):
+    target, source = data
+    first = Store.create(tmp_path / "a", source, target)
+    again = Store.create(tmp_path / "b", first.dir / "transitions.parquet", target)
+    assert again.info["source"]["fingerprint"] == source.fingerprint()
+    assert eng.stream_fingerprint(first.dir / "transitions.parquet", batch_rows=33) == source.fingerprint()

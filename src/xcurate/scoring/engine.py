@@ -29,12 +29,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xcurate.errors import ConfigError, StoreError, XcurateError
+from xcurate.errors import ConfigError, DataError, StoreError, XcurateError
 
 ENGINES = ("local", "ray")
 #: rows per Parquet batch read by the streaming passes
@@ -55,16 +56,116 @@ _HASH_COLUMNS = ("transition_id", "obs", "act", "reward", "next_obs")
 # --------------------------------------------------------------------------------------------
 
 
+def source_files(path: Path) -> list[tuple[Path, dict[str, str]]]:
+    """The Parquet files of a source and their hive partition values, in a fixed (sorted) order.
+
+    ``path`` is one Parquet file, or a directory of them partitioned hive-style
+    (``domain=hopper/policy=medium/part-0.parquet``): each ``key=value`` folder adds a text
+    column ``key`` to the rows below it. Hidden and temporary files are skipped.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [(path, {})]
+    files = sorted(f for f in path.rglob("*.parquet")
+                   if not any(part.startswith((".", "_")) for part in f.relative_to(path).parts))
+    if not files:
+        raise DataError(f"{path}: no Parquet files in the directory")
+    out, keys = [], None
+    for f in files:
+        parts: dict[str, str] = {}
+        for seg in f.relative_to(path).parts[:-1]:
+            k, sep, v = seg.partition("=")
+            if not sep or not k:
+                raise DataError(f"{f}: folder {seg!r} is not a hive partition (expected key=value)")
+            parts[k] = unquote(v)
+        if keys is None:
+            keys = list(parts)
+        elif list(parts) != keys:
+            raise DataError(f"{f}: partition keys {list(parts)} differ from {keys} of {files[0]}")
+        out.append((f, parts))
+    return out
+
+
+def num_rows(path: Path) -> int:
+    """Rows of a source (a file or a hive-partitioned directory), from the Parquet footers."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f, _ in source_files(path))
+
+
+def source_schema(path: Path) -> pa.Schema:
+    """The schema of a source's batches: the first file's columns, then the partition keys (text)."""
+    files = source_files(path)
+    schema = pq.ParquetFile(files[0][0]).schema_arrow
+    for k in files[0][1]:
+        if k not in schema.names:
+            schema = schema.append(pa.field(k, pa.string()))
+    return schema
+
+
 def iter_batches(path: Path, columns: Sequence[str] | None = None,
                  batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, pa.Table]]:
-    """``(offset, table)`` for consecutive batches of a Parquet file (schema metadata kept)."""
-    pf = pq.ParquetFile(path)
-    meta = pf.schema_arrow.metadata
+    """``(offset, table)`` for consecutive batches of a source (file or hive directory).
+
+    The schema metadata of the first file is kept on every batch; partition values are added as
+    text columns.
+    """
+    files = source_files(path)
+    meta = pq.ParquetFile(files[0][0]).schema_arrow.metadata
     off = 0
-    for b in pf.iter_batches(batch_size=batch_rows, columns=list(columns) if columns else None):
-        t = pa.Table.from_batches([b]).replace_schema_metadata(meta)
-        yield off, t
-        off += t.num_rows
+    for f, parts in files:
+        pf = pq.ParquetFile(f)
+        cols = None if columns is None else [c for c in columns if c not in parts]
+        for b in pf.iter_batches(batch_size=batch_rows, columns=cols):
+            t = pa.Table.from_batches([b])
+            for k, v in parts.items():
+                if (columns is None or k in columns) and k not in t.column_names:
+                    t = t.append_column(k, pa.repeat(pa.scalar(v, pa.string()), t.num_rows))
+            yield off, t.replace_schema_metadata(meta)
+            off += t.num_rows
+
+
+def read_all(path: Path) -> pa.Table:
+    """A whole source as one table (in :func:`iter_batches` order; only for data that fits in memory)."""
+    parts = [t for _, t in iter_batches(path)]
+    return pa.concat_tables(parts) if parts else source_schema(path).empty_table()
+
+
+#: dataset field -> store column, for the streaming fingerprint
+_FIELD_COLUMNS = {"observations": "obs", "actions": "act", "rewards": "reward", "next_observations": "next_obs",
+                  "terminals": "terminal", "timeouts": "timeout", "episode_ids": "episode_id", "steps": "step",
+                  "transition_ids": "transition_id", "qpos": "qpos", "qvel": "qvel"}
+
+
+def stream_fingerprint(path: Path, batch_rows: int = BATCH_ROWS) -> str:
+    """``TransitionDataset.fingerprint()`` of a store-layout source, one column at a time.
+
+    Equal to ``table_to_dataset(read_all(path)).fingerprint()`` without materialising the source:
+    each column is hashed in a pass that reads only that column.
+    """
+    import hashlib
+
+    from xcurate.scoring.store import table_to_dataset
+
+    n = num_rows(path)
+    first = next(iter_batches(path, None, 1))[1]
+    probe = table_to_dataset(first)
+    h = hashlib.sha256()
+    for name, arr in sorted(probe.columns().items()):
+        col = _FIELD_COLUMNS.get(name, name)
+        h.update(name.encode())
+        h.update(str(arr.dtype).encode())
+        h.update(str((n, *arr.shape[1:])).encode())
+        for _, t in iter_batches(path, [col], batch_rows):
+            v = _column_raw(t, col)
+            if name in ("terminals", "timeouts"):
+                v = v.astype(bool)
+            h.update(np.ascontiguousarray(v).tobytes())
+    return h.hexdigest()
+
+
+def _column_raw(t: pa.Table, name: str) -> np.ndarray:
+    from xcurate.scoring.store import _column_numpy
+
+    return _column_numpy(t.column(name))
 
 
 def _vectors(t: pa.Table, name: str) -> np.ndarray:
@@ -82,7 +183,7 @@ def source_pass(path: Path, seed: int, batch_rows: int = BATCH_ROWS) -> tuple[np
     """
     from xcurate.scoring.store import row_hash_arrays
 
-    n = pq.ParquetFile(path).metadata.num_rows
+    n = num_rows(path)
     ids = np.empty(n, np.int64)
     finite = np.empty(n, bool)
     hashes = np.empty(n, np.uint64)
@@ -108,7 +209,7 @@ def take_rows(path: Path, rows: np.ndarray, batch_rows: int = BATCH_ROWS) -> pa.
         if hi > lo:
             parts.append(t.take(pa.array(rows[lo:hi] - off)))
     if not parts:
-        return pq.ParquetFile(path).schema_arrow.empty_table()
+        return source_schema(path).empty_table()
     return pa.concat_tables(parts)
 
 
@@ -125,7 +226,7 @@ def write_chunk_inputs(path: Path, assign: np.ndarray, outputs: dict[int, Path],
     from xcurate.utils import atomic_path
 
     wanted = sorted(outputs)
-    schema = pq.ParquetFile(path).schema_arrow
+    schema = source_schema(path)
     for g in range(0, len(wanted), MAX_OPEN_WRITERS):  # bounded number of open files per pass
         group = wanted[g:g + MAX_OPEN_WRITERS]
         lo, hi = group[0], group[-1]

@@ -168,6 +168,55 @@ def _load_dataset(spec: TransitionDataset | str | Path, what: str) -> tuple[Tran
     return ds, str(p) if p.exists() else str(spec)
 
 
+#: columns a Parquet source must have to be streamed into a store as it is (the store's own layout)
+STREAM_COLUMNS = ("transition_id", "episode_id", "step", "reward", "terminal", "timeout", "episode_return",
+                  "quality", "obs", "act", "next_obs")
+
+
+def _store_layout_source(spec: Any) -> Path | None:
+    """``spec`` as a path when it is Parquet in the store's transitions layout (file or hive directory)."""
+    if isinstance(spec, TransitionDataset):
+        return None
+    p = Path(str(spec))
+    if not p.exists() or not (p.is_dir() or p.suffix in (".parquet", ".pq")):
+        return None
+    from xcurate.scoring.engine import source_schema
+
+    try:
+        names = set(source_schema(p).names)
+    except Exception:  # noqa: BLE001 - not readable as a store layout: the dataset loaders report it
+        return None
+    return p if set(STREAM_COLUMNS) <= names else None
+
+
+def _check_stream_source(path: Path) -> dict[str, int]:
+    """Validate a store-layout source batch by batch; return its ``n``, ``obs_dim``, ``act_dim``."""
+    from xcurate.scoring.engine import iter_batches
+
+    ids, dims = [], None
+    for _, t in iter_batches(path):
+        ds = table_to_dataset(t, source=str(path))
+        ds.validate(require_finite=False)
+        if dims is None:
+            dims = (ds.obs_dim, ds.act_dim)
+        elif (ds.obs_dim, ds.act_dim) != dims:
+            raise DataError(f"{path}: (obs, act) dims change from {dims} to ({ds.obs_dim}, {ds.act_dim})")
+        ids.append(ds.transition_ids)
+    if dims is None:
+        raise DataError(f"{path}: dataset is empty (0 transitions)")
+    all_ids = np.concatenate(ids)
+    if len(np.unique(all_ids)) != len(all_ids):
+        raise DataError(f"{path}: transition_ids are not unique across the files")
+    return {"n": len(all_ids), "obs_dim": dims[0], "act_dim": dims[1]}
+
+
+def _parquet_sql(path: Path) -> str:
+    """DuckDB table function reading a Parquet file or a hive-partitioned directory as one table."""
+    if path.is_dir():
+        return f"read_parquet({_lit(path / '**' / '*.parquet')}, hive_partitioning = true, hive_types_autocast = false)"
+    return f"read_parquet({_lit(path)})"
+
+
 def _warn(msg: str) -> None:
     from rich.console import Console
 
@@ -238,15 +287,23 @@ class Store:
         (so ``score`` can be re-run against it); different data raise :class:`StoreError`.
         """
         d = Path(directory)
-        src, src_path = _load_dataset(source, "source")
+        from xcurate.scoring import engine as eng
+
+        lake = _store_layout_source(source)  # Parquet already in the store's layout: streamed, never loaded
+        if lake is not None:
+            src, src_path, src_fp = None, str(lake), eng.stream_fingerprint(lake)
+        else:
+            src, src_path = _load_dataset(source, "source")
+            src_fp = src.fingerprint()
         tgt, tgt_path = _load_dataset(target, "target")
-        src_fp, tgt_fp = src.fingerprint(), tgt.fingerprint()
+        tgt_fp = tgt.fingerprint()
+        src_name = src.source if src is not None else str(lake)
         if (d / "store.json").exists():
             store = cls(d)
-            for what, fp, ds in (("source", src_fp, src), ("target", tgt_fp, tgt)):
+            for what, fp, name in (("source", src_fp, src_name), ("target", tgt_fp, tgt.source)):
                 if store.info[what]["fingerprint"] != fp:
                     raise StoreError(f"{d}: store was built from another {what} "
-                                     f"({store.info[what]['path']}), not {ds.source}; use a new --store")
+                                     f"({store.info[what]['path']}), not {name}; use a new --store")
             if domain and store.domain and domain != store.domain:
                 raise StoreError(f"{d}: store domain is {store.domain!r}, not {domain!r}")
             if domain and not store.domain:
@@ -261,26 +318,42 @@ class Store:
                 raise StoreError(f"{d}: directory is not empty and not a score store ({foreign[0]} ...)")
         elif d.exists():
             raise StoreError(f"{d}: exists and is not a directory")
-        if tgt.obs_dim != src.obs_dim or tgt.act_dim != src.act_dim:
-            raise DataError(f"source {src.source} has (obs, act) dims ({src.obs_dim}, {src.act_dim}) but "
-                            f"target {tgt.source} has ({tgt.obs_dim}, {tgt.act_dim})")
+        if lake is not None:
+            src_desc = _check_stream_source(lake)
+        else:
+            src_desc = {"n": len(src), "obs_dim": src.obs_dim, "act_dim": src.act_dim}
+        if tgt.obs_dim != src_desc["obs_dim"] or tgt.act_dim != src_desc["act_dim"]:
+            raise DataError(f"source {src_name} has (obs, act) dims ({src_desc['obs_dim']}, {src_desc['act_dim']}) "
+                            f"but target {tgt.source} has ({tgt.obs_dim}, {tgt.act_dim})")
         for ds in (src, tgt):
-            ds.validate(require_finite=False)
+            if ds is not None:
+                ds.validate(require_finite=False)
         d.mkdir(parents=True, exist_ok=True)
-        _write_parquet(dataset_to_table(src), d / "transitions.parquet")
+        if lake is not None:  # a byte copy (file or hive-partitioned directory): streams
+            with atomic_path(d / "transitions.parquet") as tmp:
+                if lake.is_dir():
+                    shutil.copytree(lake, tmp, ignore=shutil.ignore_patterns(".*", "_*"))
+                else:
+                    shutil.copyfile(lake, tmp)
+        else:
+            _write_parquet(dataset_to_table(src), d / "transitions.parquet")
         _write_parquet(dataset_to_table(tgt), d / "target.parquet")
         from xcurate import __version__
 
-        def desc(ds: TransitionDataset, path: str | None, fp: str) -> dict[str, Any]:
+        def desc(path: str | None, fp: str, name: str, dims: dict[str, int], dropped: int) -> dict[str, Any]:
             sha = sha256_file(path) if path and Path(path).exists() else None
-            return {"path": path or ds.source, "sha256": sha, "fingerprint": fp, "n": len(ds),
-                    "obs_dim": ds.obs_dim, "act_dim": ds.act_dim,
-                    "dropped_nonfinite": int(ds.metadata.get("xcurate_dropped_nonfinite", 0) or 0)}
+            return {"path": path or name, "sha256": sha, "fingerprint": fp, **dims, "dropped_nonfinite": dropped}
 
+        src_dropped = 0 if src is None else int(src.metadata.get("xcurate_dropped_nonfinite", 0) or 0)
+        tgt_dims = {"n": len(tgt), "obs_dim": tgt.obs_dim, "act_dim": tgt.act_dim}
         info = {"format_version": FORMAT_VERSION, "xcurate_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "source": desc(src, src_path, src_fp), "target": desc(tgt, tgt_path, tgt_fp),
+                "source": desc(src_path, src_fp, src_name, src_desc, src_dropped),
+                "target": desc(tgt_path, tgt_fp, tgt.source, tgt_dims,
+                               int(tgt.metadata.get("xcurate_dropped_nonfinite", 0) or 0)),
                 "domain": domain}
+        if lake is not None and lake.is_dir():
+            info["source"]["partitions"] = list(eng.source_files(lake)[0][1])
         write_json_atomic(d / "store.json", info)  # written last: marks the store complete
         store = cls(d)
         store._source, store._target = src, tgt
@@ -295,7 +368,9 @@ class Store:
     def load_source(self) -> TransitionDataset:
         """The source dataset (cached after the first call)."""
         if self._source is None:
-            self._source = table_to_dataset(pq.read_table(self.dir / "transitions.parquet"))
+            from xcurate.scoring.engine import read_all
+
+            self._source = table_to_dataset(read_all(self.dir / "transitions.parquet"))
         return self._source
 
     def load_target(self) -> TransitionDataset:
@@ -655,7 +730,7 @@ class Store:
         import duckdb
 
         con = duckdb.connect()
-        con.execute(f"CREATE VIEW transitions AS SELECT * FROM read_parquet({_lit(self.dir / 'transitions.parquet')})")
+        con.execute(f"CREATE VIEW transitions AS SELECT * FROM {_parquet_sql(self.dir / 'transitions.parquet')}")
         con.execute(f"CREATE VIEW target AS SELECT * FROM read_parquet({_lit(self.dir / 'target.parquet')})")
         cur = self.current_runs()
         have = {d[0] for d in con.execute("SELECT * FROM transitions LIMIT 0").description}
