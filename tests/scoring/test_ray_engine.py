@@ -181,6 +181,8 @@ def test_ray_engine_errors(tmp_path, data, ray_cluster, run_cli):
         st.run(SmallKNN(), progress=False, engine="ray", workers=0)
     with pytest.raises(ConfigError, match=r"--address 127\.0\.0\.1:9: no Ray cluster reachable"):
         st.run(SmallKNN(), progress=False, engine="ray", address="127.0.0.1:9")
+    with pytest.raises(ConfigError, match="--device cuda: the Ray cluster has no GPUs"):
+        st.run(make_scorer("ot", chunk=300, device="cuda"), progress=False, engine="ray")
     with pytest.raises(ConfigError, match="--engine must be one of"):
         st.run(SmallKNN(), progress=False, engine="spark")
     save_dataset(source.select(source.finite_mask()), tmp_path / "src.parquet")

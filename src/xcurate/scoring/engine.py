@@ -9,7 +9,9 @@ Two engines score the chunks of a run (:meth:`xcurate.scoring.store.Store.run`):
   from the store, scores it and writes the chunk file atomically, exactly as the local engine
   does. A task whose worker dies is retried by Ray (``max_retries``); a killed driver resumes
   like a local run (finished chunk files are kept). Scores are bitwise equal to the local
-  engine's for deterministic scorers (same code, same inputs, same seeds).
+  engine's for deterministic scorers (same code, same inputs, same seeds) when the local run uses
+  the workers' intra-op thread count (one torch/BLAS thread per task); with more local threads,
+  torch reductions (OT) may differ in the last bit (~1e-16).
 
 Streaming (bounded memory, both engines): the source Parquet is read in batches of
 :data:`BATCH_ROWS` rows. One pass computes the finite mask and the content hash that assigns rows
@@ -36,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xcurate.errors import ConfigError, DataError, StoreError, XcurateError
+from xcurate.utils import resolve_device
 
 ENGINES = ("local", "ray")
 #: rows per Parquet batch read by the streaming passes
@@ -346,7 +349,10 @@ def check_visible(ray: Any, directory: Path) -> None:
 
     token = secrets.token_hex(16)
     tpath = directory / f".xcurate-visible-{token[:8]}"
-    tpath.write_text(token)
+    try:
+        tpath.write_text(token)
+    except OSError as e:
+        raise StoreError(f"--store {directory}: cannot write to the store ({e.strerror or e})") from None
     try:
         probe = ray.remote(num_cpus=0, max_retries=0)(_probe)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -445,16 +451,23 @@ class RayRun:
         import torch
 
         ray = self.ray
-        wants_gpu = self.n_gpus > 0 and getattr(self.scorer, "device", "auto") in ("auto", "cuda")
+        dev = getattr(self.scorer, "device", "auto")
+        if self.n_gpus == 0 and dev == "cuda":
+            raise ConfigError("--device cuda: the Ray cluster has no GPUs (use --device cpu or auto)")
+        if self.n_gpus == 0 and dev == "auto" and hasattr(self.scorer, "device"):
+            self.scorer.device = "cpu"  # CPU workers must be able to load the fitted scorer (not in the run id)
+        wants_gpu = self.n_gpus > 0 and dev in ("auto", "cuda")
+        self.device = "cpu"
         if wants_gpu and not torch.cuda.is_available():
             # only the workers have GPUs: fit on one of them, the fitted (CUDA) scorer stays in Ray
-            self.gpu, self.fit_where = True, "ray-gpu-worker"
+            self.gpu, self.fit_where, self.device = True, "ray-gpu-worker", "cuda"
             task = ray.remote(max_retries=RAY_MAX_RETRIES)(_fit_remote).options(**self._opts())
             # a failed fit surfaces (as its cause) in the first task that uses the scorer
             self.ref = task.remote(self.scorer, ray.put(target), ray.put(source))
             return
         self.scorer.fit(target, source)
         self.gpu = wants_gpu and _uses_torch(self.scorer)
+        self.device = resolve_device(getattr(self.scorer, "device", "cpu"))
         self.ref = ray.put(self.scorer)
 
     def holdout(self, held: Any) -> dict[str, np.ndarray]:

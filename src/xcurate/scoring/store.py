@@ -584,7 +584,7 @@ class Store:
                     scorer.fit(fit_tgt, fit_src)
                 else:
                     runner.fit(fit_tgt, fit_src)
-                    device = "cuda" if runner.gpu else device
+                    device = runner.device
                 del fit_src
                 fit_s = time.perf_counter() - t0
                 running["timings"] = {"fit_s": fit_s_prev + fit_s}
