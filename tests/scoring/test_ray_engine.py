@@ -174,7 +174,7 @@ def test_store_invisible_to_workers_is_refused_before_scoring(tmp_path, data, ra
     assert not list(st.dir.glob(".xcurate-visible-*"))
 
 
-def test_ray_engine_errors(tmp_path, data, ray_cluster, run_cli):
+def test_ray_engine_errors(tmp_path, data, ray_cluster, run_cli, capsys):
     target, source = data
     st = Store.create(tmp_path / "s", source, target)
     with pytest.raises(ConfigError, match="--workers must be >= 1"):
@@ -187,6 +187,7 @@ def test_ray_engine_errors(tmp_path, data, ray_cluster, run_cli):
         st.run(SmallKNN(), progress=False, engine="spark")
     save_dataset(source.select(source.finite_mask()), tmp_path / "src.parquet")
     save_dataset(target, tmp_path / "tgt.parquet")
+    capsys.readouterr()  # drop the warnings of the runs above
     base = ["score", "--source", tmp_path / "src.parquet", "--target", tmp_path / "tgt.parquet",
             "--scorers", "knn", "--store", tmp_path / "cli", "--no-progress"]
     for extra, msg in ((["--engine", "ray", "--workers", "0"], "--workers must be >= 1"),
