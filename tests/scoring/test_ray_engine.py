@@ -211,3 +211,60 @@ def test_engine_ray_without_ray_says_how_to_install(tmp_path, data, run_cli, mon
     assert code == 1 and err.count("\n") == 1
     assert "pip install 'ray>=2.40' (xcurate's ray extra)" in err
     assert not (tmp_path / "st").exists()  # refused before the store was created
+
+
+_KILLED_DRIVER = r"""
+import sys, time
+from dataclasses import dataclass
+from typing import ClassVar
+import ray, torch
+from xcurate.scoring.scorer_knn import KNNScorer
+from xcurate.scoring.store import Store
+
+torch.set_num_threads(1)
+
+
+@dataclass
+class SmallKNN(KNNScorer):  # same name, settings and chunk size as the test's SmallKNN: the same run id
+    chunk_size: ClassVar[int] = 250
+
+    def score(self, chunk):
+        time.sleep(1.0)  # slow enough to be killed mid-run
+        return super().score(chunk)
+
+
+ray.init(address=sys.argv[2], log_to_driver=False, configure_logging=False)
+Store(sys.argv[1]).run(SmallKNN(), progress=False, engine="ray", workers=1)
+"""
+
+
+def test_sigkilled_driver_resumes(tmp_path, data, ray_cluster):
+    """SIGKILL a driver (another process on the same cluster) mid-run; a new driver finishes the run."""
+    import signal
+    import subprocess
+    import time
+
+    target, source = data
+    ref = Store.create(tmp_path / "ref", source, target)
+    ref_tab, _ = _tables(ref, ref.run(SmallKNN(), progress=False))
+    st = Store.create(tmp_path / "s", source, target)
+    rid = st.run_id(SmallKNN())
+    script = tmp_path / "driver.py"
+    script.write_text(_KILLED_DRIVER)
+    gcs = ray_cluster.get_runtime_context().gcs_address
+    proc = subprocess.Popen([sys.executable, str(script), str(st.dir), gcs], env=os.environ.copy(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cdir = st.dir / "runs" / rid / "chunks"
+    deadline = time.time() + 45
+    while time.time() < deadline and len(list(cdir.glob("part-*.parquet"))) < 2 and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    kept = len(list(cdir.glob("part-*.parquet")))
+    assert 2 <= kept < 5
+    assert st.run(SmallKNN(), progress=False, engine="ray", workers=2) == rid  # the dead holder's lock is free
+    m = json.loads((st.dir / "runs" / rid / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["sessions"] == 2 and m["reused_chunks"] >= kept
+    got, _ = _tables(st, rid)
+    assert got.equals(ref_tab)
