@@ -24,8 +24,10 @@ whole target and at most ``fit_source_rows`` source rows: the first rows of the 
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -318,12 +320,49 @@ def connect(address: str | None, workers: int | None) -> Any:
     if ray.is_initialized():
         return ray
     try:
-        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        # Ray's C++ client logs every failed retry to fd 2: keep them out of the one-line error
+        with _quiet_fd2(enabled=bool(address)) as log:
+            ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
     except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
         msg = " ".join(str(e).split())[:300]
         raise ConfigError(f"--address {address or '(local)'}: cannot connect to a Ray cluster ({msg})") from None
+    if log:  # connected: pass on what Ray said
+        sys.stderr.write(log.decode(errors="replace"))
     return ray
+
+
+class _quiet_fd2:
+    """Redirect file descriptor 2 into a buffer while Ray connects (the bytes are ``self.text``)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.text = b""
+
+    def __enter__(self) -> _quiet_fd2:
+        if self.enabled:
+            import tempfile
+
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            self._file = tempfile.TemporaryFile()
+            os.dup2(self._file.fileno(), 2)
+        return self
+
+    def __bool__(self) -> bool:
+        return bool(self.text)
+
+    def decode(self, errors: str = "strict") -> str:
+        return self.text.decode(errors=errors)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            sys.stderr.flush()
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._file.seek(0)
+            self.text = self._file.read()
+            self._file.close()
 
 
 def _worker_path(path: Path) -> str:
