@@ -397,7 +397,11 @@ def check_visible(ray: Any, directory: Path) -> None:
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                 .remote(_worker_path(tpath), token) for n in nodes]
-        results = ray.get(refs, timeout=120)
+        try:
+            results = ray.get(refs, timeout=120)
+        except Exception as e:  # noqa: BLE001 - GetTimeoutError, a node lost meanwhile...
+            raise ConfigError(f"--store {directory}: the Ray nodes did not answer the store check "
+                              f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     finally:
         tpath.unlink(missing_ok=True)
     for node, (host, ok) in zip(nodes, results, strict=True):
