@@ -5,10 +5,13 @@ Layout (``format_version`` 1)::
     STORE/
       store.json                  # format_version, xcurate_version, source/target {path, sha256,
                                   # fingerprint, n}, domain
-      transitions.parquet         # the SOURCE dataset, one row per transition (see below)
+      transitions.parquet         # the SOURCE dataset, one row per transition (see below); a
+                                  # directory of hive-partitioned files (key=value/...) when the store
+                                  # was created from such a lake (Store.create streams it in)
       target.parquet              # the TARGET dataset, same layout
       runs/<scorer>-<hash12>/manifest.json     # score_run manifest (status running|complete)
       runs/<scorer>-<hash12>/chunks/part-<start>.parquet   # checkpoints while running
+      runs/<scorer>-<hash12>/inputs/part-<start>.parquet   # each chunk's source rows while running
       runs/<scorer>-<hash12>/scores.parquet    # final: transition_id + the scorer's columns
       scores.parquet              # cache of the ``scores`` view (rewritten after each run)
 
@@ -26,7 +29,8 @@ fingerprint).
 The run id hashes the scorer's config (without ``device``), its chunk size, the source and
 target fingerprints and the domain: the same inputs and settings are a cached no-op; any change
 is a new run. Runs are resumable: every chunk is written atomically, and a restarted run fits
-again (scorers are seeded, so the fit is identical) and scores only the missing chunks.
+again (scorers are seeded, so the fit is identical) and scores only the missing chunks. Scoring
+streams the source and may run its chunks on Ray (:mod:`xcurate.scoring.engine`).
 """
 
 from __future__ import annotations
