@@ -255,7 +255,7 @@ def test_sigkilled_driver_resumes(tmp_path, data, ray_cluster):
     proc = subprocess.Popen([sys.executable, str(script), str(st.dir), gcs], env=os.environ.copy(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     cdir = st.dir / "runs" / rid / "chunks"
-    deadline = time.time() + 45
+    deadline = time.time() + 90  # generous: the child imports torch and connects to Ray first
     while time.time() < deadline and len(list(cdir.glob("part-*.parquet"))) < 2 and proc.poll() is None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
