@@ -47,13 +47,26 @@ def score(
     holdout: float = typer.Option(0.0, "--holdout", help="Keep this seeded fraction (0, 0.5] of the target out "
                                   "of every fit and score it like source rows (label-free validation: "
                                   "xcurate diagnose --against holdout). 0 = off."),
+    engine: str = typer.Option("local", "--engine", help="local (this process) | ray (Ray tasks; same scores)."),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (HOST:PORT, ray://HOST:PORT, "
+                                       "auto); default: a new local Ray. Only with --engine ray."),
+    workers: int | None = typer.Option(None, "--workers", help="Chunks scored at once with --engine ray "
+                                       "(default: the cluster's CPUs)."),
+    fit_source_rows: int = typer.Option(200_000, "--fit-source-rows", help="At most this many source rows "
+                                        "(a seeded sample) are used by a scorer's fit; the target is used whole."),
 ) -> None:
     """Score every source transition with each scorer and record the runs in a store."""
     from xcurate.scoring.base import make_scorer
+    from xcurate.scoring.engine import check_engine
     from xcurate.scoring.store import Store, check_holdout, parse_settings
     from xcurate.utils import check_output
 
     holdout = check_holdout(holdout)
+    check_engine(engine, workers)
+    if engine == "local" and (address is not None or workers is not None):
+        raise ConfigError("--address and --workers need --engine ray")
+    if fit_source_rows < 1:
+        raise ConfigError(f"--fit-source-rows must be >= 1, got {fit_source_rows}")
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, got {device!r}")
     if device == "cuda":
@@ -81,7 +94,8 @@ def score(
     ids = []
     for s in insts:
         before = {m["run_id"] for m in st.manifests() if m.get("status") == "complete"}
-        rid = st.run(s, progress=progress, domain=domain, holdout=holdout)
+        rid = st.run(s, progress=progress, domain=domain, holdout=holdout, engine=engine, address=address,
+                     workers=workers, fit_source_rows=fit_source_rows)
         if rid in before:
             console.print(f"{s.name}: cached run {rid}", highlight=False)
         ids.append(rid)

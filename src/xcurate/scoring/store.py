@@ -5,10 +5,13 @@ Layout (``format_version`` 1)::
     STORE/
       store.json                  # format_version, xcurate_version, source/target {path, sha256,
                                   # fingerprint, n}, domain
-      transitions.parquet         # the SOURCE dataset, one row per transition (see below)
+      transitions.parquet         # the SOURCE dataset, one row per transition (see below); a
+                                  # directory of hive-partitioned files (key=value/...) when the store
+                                  # was created from such a lake (Store.create streams it in)
       target.parquet              # the TARGET dataset, same layout
       runs/<scorer>-<hash12>/manifest.json     # score_run manifest (status running|complete)
       runs/<scorer>-<hash12>/chunks/part-<start>.parquet   # checkpoints while running
+      runs/<scorer>-<hash12>/inputs/part-<start>.parquet   # each chunk's source rows while running
       runs/<scorer>-<hash12>/scores.parquet    # final: transition_id + the scorer's columns
       scores.parquet              # cache of the ``scores`` view (rewritten after each run)
 
@@ -26,7 +29,8 @@ fingerprint).
 The run id hashes the scorer's config (without ``device``), its chunk size, the source and
 target fingerprints and the domain: the same inputs and settings are a cached no-op; any change
 is a new run. Runs are resumable: every chunk is written atomically, and a restarted run fits
-again (scorers are seeded, so the fit is identical) and scores only the missing chunks.
+again (scorers are seeded, so the fit is identical) and scores only the missing chunks. Scoring
+streams the source and may run its chunks on Ray (:mod:`xcurate.scoring.engine`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import pyarrow.parquet as pq
 from xcurate.datasets.transitions import TransitionDataset
 from xcurate.errors import ConfigError, DataError, StoreError
 from xcurate.scoring.base import ColumnSpec, Scorer, fit_progress, make_scorer
+from xcurate.scoring.engine import DEFAULT_FIT_SOURCE_ROWS, check_engine
 from xcurate.utils import (
     atomic_path,
     exclusive_lock,
@@ -159,6 +164,8 @@ def _check_parquet(path: Path, what: str = "store file") -> int:
     """Read the footer of a Parquet file and return its row count; a truncated or corrupt file
     raises :class:`StoreError` naming it."""
     try:
+        if path.is_dir():  # a hive-partitioned table: every part file
+            return sum(pq.read_metadata(f).num_rows for f in sorted(path.rglob("*.parquet")))
         return pq.read_metadata(path).num_rows
     except (OSError, pa.ArrowException) as e:
         raise StoreError(f"{path}: damaged {what}, cannot read it as Parquet ({_duck_error(e)}); "
@@ -208,6 +215,55 @@ def _load_dataset(spec: TransitionDataset | str | Path, what: str) -> tuple[Tran
         _warn(f"{what} {spec}: {dropped} row(s) with NaN/Inf were dropped on loading (not scored)")
     p = Path(str(spec))
     return ds, str(p) if p.exists() else str(spec)
+
+
+#: columns a Parquet source must have to be streamed into a store as it is (the store's own layout)
+STREAM_COLUMNS = ("transition_id", "episode_id", "step", "reward", "terminal", "timeout", "episode_return",
+                  "quality", "obs", "act", "next_obs")
+
+
+def _store_layout_source(spec: Any) -> Path | None:
+    """``spec`` as a path when it is Parquet in the store's transitions layout (file or hive directory)."""
+    if isinstance(spec, TransitionDataset):
+        return None
+    p = Path(str(spec))
+    if not p.exists() or not (p.is_dir() or p.suffix in (".parquet", ".pq")):
+        return None
+    from xcurate.scoring.engine import source_schema
+
+    try:
+        names = set(source_schema(p).names)
+    except Exception:  # noqa: BLE001 - not readable as a store layout: the dataset loaders report it
+        return None
+    return p if set(STREAM_COLUMNS) <= names else None
+
+
+def _check_stream_source(path: Path) -> dict[str, int]:
+    """Validate a store-layout source batch by batch; return its ``n``, ``obs_dim``, ``act_dim``."""
+    from xcurate.scoring.engine import iter_batches
+
+    ids, dims = [], None
+    for _, t in iter_batches(path):
+        ds = table_to_dataset(t, source=str(path))
+        ds.validate(require_finite=False)
+        if dims is None:
+            dims = (ds.obs_dim, ds.act_dim)
+        elif (ds.obs_dim, ds.act_dim) != dims:
+            raise DataError(f"{path}: (obs, act) dims change from {dims} to ({ds.obs_dim}, {ds.act_dim})")
+        ids.append(ds.transition_ids)
+    if dims is None:
+        raise DataError(f"{path}: dataset is empty (0 transitions)")
+    all_ids = np.concatenate(ids)
+    if len(np.unique(all_ids)) != len(all_ids):
+        raise DataError(f"{path}: transition_ids are not unique across the files")
+    return {"n": len(all_ids), "obs_dim": dims[0], "act_dim": dims[1]}
+
+
+def _parquet_sql(path: Path) -> str:
+    """DuckDB table function reading a Parquet file or a hive-partitioned directory as one table."""
+    if path.is_dir():
+        return f"read_parquet({_lit(path / '**' / '*.parquet')}, hive_partitioning = true, hive_types_autocast = false)"
+    return f"read_parquet({_lit(path)})"
 
 
 def _warn(msg: str) -> None:
@@ -280,15 +336,23 @@ class Store:
         (so ``score`` can be re-run against it); different data raise :class:`StoreError`.
         """
         d = Path(directory)
-        src, src_path = _load_dataset(source, "source")
+        from xcurate.scoring import engine as eng
+
+        lake = _store_layout_source(source)  # Parquet already in the store's layout: streamed, never loaded
+        if lake is not None:
+            src, src_path, src_fp = None, str(lake), eng.stream_fingerprint(lake)
+        else:
+            src, src_path = _load_dataset(source, "source")
+            src_fp = src.fingerprint()
         tgt, tgt_path = _load_dataset(target, "target")
-        src_fp, tgt_fp = src.fingerprint(), tgt.fingerprint()
+        tgt_fp = tgt.fingerprint()
+        src_name = src.source if src is not None else str(lake)
         if (d / "store.json").exists():
             store = cls(d)
-            for what, fp, ds in (("source", src_fp, src), ("target", tgt_fp, tgt)):
+            for what, fp, name in (("source", src_fp, src_name), ("target", tgt_fp, tgt.source)):
                 if store.info[what]["fingerprint"] != fp:
                     raise StoreError(f"{d}: store was built from another {what} "
-                                     f"({store.info[what]['path']}), not {ds.source}; use a new --store")
+                                     f"({store.info[what]['path']}), not {name}; use a new --store")
             if domain and store.domain and domain != store.domain:
                 raise StoreError(f"{d}: store domain is {store.domain!r}, not {domain!r}")
             if domain and not store.domain:
@@ -303,26 +367,42 @@ class Store:
                 raise StoreError(f"{d}: directory is not empty and not a score store ({foreign[0]} ...)")
         elif d.exists():
             raise StoreError(f"{d}: exists and is not a directory")
-        if tgt.obs_dim != src.obs_dim or tgt.act_dim != src.act_dim:
-            raise DataError(f"source {src.source} has (obs, act) dims ({src.obs_dim}, {src.act_dim}) but "
-                            f"target {tgt.source} has ({tgt.obs_dim}, {tgt.act_dim})")
+        if lake is not None:
+            src_desc = _check_stream_source(lake)
+        else:
+            src_desc = {"n": len(src), "obs_dim": src.obs_dim, "act_dim": src.act_dim}
+        if tgt.obs_dim != src_desc["obs_dim"] or tgt.act_dim != src_desc["act_dim"]:
+            raise DataError(f"source {src_name} has (obs, act) dims ({src_desc['obs_dim']}, {src_desc['act_dim']}) "
+                            f"but target {tgt.source} has ({tgt.obs_dim}, {tgt.act_dim})")
         for ds in (src, tgt):
-            ds.validate(require_finite=False)
+            if ds is not None:
+                ds.validate(require_finite=False)
         d.mkdir(parents=True, exist_ok=True)
-        _write_parquet(dataset_to_table(src), d / "transitions.parquet")
+        if lake is not None:  # a byte copy (file or hive-partitioned directory): streams
+            with atomic_path(d / "transitions.parquet") as tmp:
+                if lake.is_dir():
+                    shutil.copytree(lake, tmp, ignore=shutil.ignore_patterns(".*", "_*"))
+                else:
+                    shutil.copyfile(lake, tmp)
+        else:
+            _write_parquet(dataset_to_table(src), d / "transitions.parquet")
         _write_parquet(dataset_to_table(tgt), d / "target.parquet")
         from xcurate import __version__
 
-        def desc(ds: TransitionDataset, path: str | None, fp: str) -> dict[str, Any]:
+        def desc(path: str | None, fp: str, name: str, dims: dict[str, int], dropped: int) -> dict[str, Any]:
             sha = sha256_file(path) if path and Path(path).exists() else None
-            return {"path": path or ds.source, "sha256": sha, "fingerprint": fp, "n": len(ds),
-                    "obs_dim": ds.obs_dim, "act_dim": ds.act_dim,
-                    "dropped_nonfinite": int(ds.metadata.get("xcurate_dropped_nonfinite", 0) or 0)}
+            return {"path": path or name, "sha256": sha, "fingerprint": fp, **dims, "dropped_nonfinite": dropped}
 
+        src_dropped = 0 if src is None else int(src.metadata.get("xcurate_dropped_nonfinite", 0) or 0)
+        tgt_dims = {"n": len(tgt), "obs_dim": tgt.obs_dim, "act_dim": tgt.act_dim}
         info = {"format_version": FORMAT_VERSION, "xcurate_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "source": desc(src, src_path, src_fp), "target": desc(tgt, tgt_path, tgt_fp),
+                "source": desc(src_path, src_fp, src_name, src_desc, src_dropped),
+                "target": desc(tgt_path, tgt_fp, tgt.source, tgt_dims,
+                               int(tgt.metadata.get("xcurate_dropped_nonfinite", 0) or 0)),
                 "domain": domain}
+        if lake is not None and lake.is_dir():
+            info["source"]["partitions"] = list(eng.source_files(lake)[0][1])
         write_json_atomic(d / "store.json", info)  # written last: marks the store complete
         store = cls(d)
         store._source, store._target = src, tgt
@@ -337,7 +417,13 @@ class Store:
     def load_source(self) -> TransitionDataset:
         """The source dataset (cached after the first call)."""
         if self._source is None:
-            self._source = table_to_dataset(_read_parquet(self.dir / "transitions.parquet", "source table"))
+            from xcurate.scoring.engine import read_all
+
+            try:
+                self._source = table_to_dataset(read_all(self.dir / "transitions.parquet"))
+            except (OSError, pa.ArrowException) as e:
+                raise StoreError(f"{self.dir / 'transitions.parquet'}: damaged source table, cannot read it as "
+                                 f"Parquet ({_duck_error(e)}); re-create the store") from None
         return self._source
 
     def load_target(self) -> TransitionDataset:
@@ -347,8 +433,13 @@ class Store:
         return self._target
 
     # ------------------------------------------------------------------ runs
-    def run_id(self, scorer: Scorer, domain: str | None = None, holdout: float = 0.0) -> str:
-        """The id ``<scorer>-<hash12>`` of a run of ``scorer`` on this store's data."""
+    def run_id(self, scorer: Scorer, domain: str | None = None, holdout: float = 0.0,
+               fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> str:
+        """The id ``<scorer>-<hash12>`` of a run of ``scorer`` on this store's data.
+
+        ``fit_source_rows`` is part of the id only when the source is larger (the fit then sees a
+        sample), so the run ids of smaller stores do not depend on it. The engine is not part of it.
+        """
         cfg = {k: v for k, v in scorer.config().items() if k != "device"}
         from xcurate import __version__
 
@@ -358,6 +449,8 @@ class Store:
                "domain": domain if scorer.needs_domain else None, "chunk_order": CHUNK_ORDER}
         if holdout:
             key["holdout"] = {"fraction": float(holdout), "seed": int(scorer.seed)}
+        if int(self.info["source"]["n"]) > int(fit_source_rows):
+            key["fit_source_rows"] = int(fit_source_rows)
         h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{scorer.name}-{h}"
 
@@ -399,26 +492,40 @@ class Store:
 
     def run(self, scorer: Scorer, source: TransitionDataset | None = None,
             target: TransitionDataset | None = None, progress: bool = True,
-            domain: str | None = None, holdout: float = 0.0) -> str:
+            domain: str | None = None, holdout: float = 0.0, engine: str = "local",
+            address: str | None = None, workers: int | None = None,
+            fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> str:
         """Fit ``scorer`` and score every source row chunk by chunk; return the run id.
 
         Resumable (existing chunks are kept), cached (a complete run with the same id is a
         no-op). Non-finite source rows are excluded, counted and get NULL scores. Source rows are
         assigned to chunks in a seeded random order (``scorer.seed``), so scores that depend on the
-        chunk's composition (OT) do not depend on the order of the file.
+        chunk's composition (OT) do not depend on the order of the file. The source is streamed
+        from ``transitions.parquet`` (see :mod:`xcurate.scoring.engine`): memory holds one
+        chunk, one read batch and the fit sample, never the whole source.
 
         Args:
             scorer: any registered scorer instance.
-            source: the store's source dataset if already in memory (checked by fingerprint).
+            source: the store's source dataset if already in memory (checked by fingerprint; the
+                rows are still streamed from the store).
             target: the store's target dataset if already in memory (checked by fingerprint).
             progress: show a Rich progress bar on stderr.
             domain: target domain for scorers with ``needs_domain`` (defaults to the store's).
             holdout: fraction in (0, 0.5] of the target kept out of the fit (seeded by
                 ``scorer.seed``) and scored like source rows into ``runs/<id>/holdout.parquet``;
                 0 = off. See :func:`xcurate.diagnostics.holdout.holdout_signal`.
+            engine: ``local`` (this process) or ``ray`` (Ray tasks; same scores).
+            address: Ray cluster address (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``); default:
+                an already initialised Ray, else a new local one.
+            workers: chunk tasks in flight at once with ``ray`` (default: the cluster's CPUs).
+            fit_source_rows: the fit sees at most this many source rows, a seeded sample (the
+                first rows of the content-hash chunk order); the whole target is always used.
         """
         t_start = time.perf_counter()
         holdout = check_holdout(holdout)
+        check_engine(engine, workers)
+        if int(fit_source_rows) < 1:
+            raise ConfigError(f"--fit-source-rows must be >= 1, got {fit_source_rows}")
         domain = domain or self.domain
         if scorer.needs_domain:
             if not domain and not getattr(scorer, "domain", None):
@@ -427,15 +534,22 @@ class Store:
                 if not getattr(scorer, "domain", None):
                     scorer.domain = domain  # type: ignore[attr-defined]
                 domain = scorer.domain  # type: ignore[attr-defined]
-        rid = self.run_id(scorer, domain, holdout)
+        rid = self.run_id(scorer, domain, holdout, fit_source_rows)
         rdir = self.dir / "runs" / rid
         if self._complete(rdir):
             return rid
+        ray = None
+        if engine == "ray":  # connect and check the workers see the store before anything is scored
+            from xcurate.scoring.engine import check_visible, connect
+
+            ray = connect(address, workers)
+            check_visible(ray, self.dir)
         # one writer per run: a second process scoring the same run at once would race on its chunks
         with exclusive_lock(rdir / ".lock", f"score run {rid} of store {self.dir}"):
             if self._complete(rdir):  # finished by the process that held the lock
                 return rid
-            return self._score(scorer, rid, rdir, domain, source, target, progress, t_start, holdout)
+            return self._score(scorer, rid, rdir, domain, source, target, progress, t_start, holdout,
+                               ray=ray, workers=workers, fit_source_rows=int(fit_source_rows))
 
     @staticmethod
     def _complete(rdir: Path) -> bool:
@@ -444,23 +558,31 @@ class Store:
                 and json.loads(mpath.read_text()).get("status") == "complete")
 
     def _score(self, scorer: Scorer, rid: str, rdir: Path, domain: str | None, source: TransitionDataset | None,
-               target: TransitionDataset | None, progress: bool, t_start: float, holdout: float = 0.0) -> str:
+               target: TransitionDataset | None, progress: bool, t_start: float, holdout: float = 0.0,
+               ray: Any = None, workers: int | None = None,
+               fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> str:
         """The body of :meth:`run` for a run that is not complete (called with the run's lock held)."""
+        from xcurate.scoring import engine as eng
+
         mpath = rdir / "manifest.json"
-        src = self._checked(source, "source") if source is not None else self.load_source()
+        spath = self.dir / "transitions.parquet"
+        if source is not None:
+            self._checked(source, "source")
         tgt = self._checked(target, "target") if target is not None else self.load_target()
         clash = set(scorer.columns) & set(BASE_COLUMNS)
         if clash:
             raise ConfigError(f"scorer {scorer.name!r} declares reserved column(s) {sorted(clash)}")
 
-        finite = src.finite_mask()
+        # one streaming pass: ids, finite mask and the content hash of every source row
+        ids, finite, hashes = eng.source_pass(spath, scorer.seed)
+        n_src = len(ids)
         rows = np.flatnonzero(finite)
-        n_bad = int(len(src) - len(rows))
+        n_bad = int(n_src - len(rows))
         if n_bad:
             _warn(f"{n_bad} source row(s) contain NaN/Inf and are not scored (NULL scores), e.g. "
-                  f"transition_id {int(src.transition_ids[~finite][0])}")
+                  f"transition_id {int(ids[~finite][0])}")
         if not len(rows):
-            raise DataError(f"{src.source}: every source row contains NaN/Inf; nothing to score")
+            raise DataError(f"{self.info['source']['path']}: every source row contains NaN/Inf; nothing to score")
         tfin = tgt.finite_mask()
         n_tbad = int((~tfin).sum())
         if n_tbad:
@@ -472,7 +594,8 @@ class Store:
         starts = list(range(0, len(rows), chunk))
         # chunk membership: rows sorted by a seeded hash of their content (scores stored in source order),
         # so chunks are random samples whatever the order (or ids) of the file
-        order = rows[np.argsort(row_hash(src, rows, scorer.seed), kind="stable")]
+        order = rows[np.argsort(hashes[rows], kind="stable")]
+        del hashes
         cdir = rdir / "chunks"
         cdir.mkdir(parents=True, exist_ok=True)
         state = json.loads(mpath.read_text()) if mpath.exists() else {}
@@ -481,7 +604,7 @@ class Store:
         device = resolve_device(getattr(scorer, "device", "auto"))
         running = {"kind": "score_run", "run_id": rid, "scorer": scorer.name, "status": "running",
                    "config": scorer.config(), "seed": scorer.seed, "device": device, "domain": domain,
-                   "n_rows": len(src), "chunk_size": chunk, "n_chunks": len(starts), "sessions": sessions,
+                   "n_rows": n_src, "chunk_size": chunk, "n_chunks": len(starts), "sessions": sessions,
                    "started_ts": state.get("started_ts", time.time()),
                    "timings": {"fit_s": fit_s_prev}}
         write_json_atomic(mpath, running)
@@ -489,33 +612,57 @@ class Store:
         def part(start: int) -> Path:
             return cdir / f"part-{start:012d}.parquet"
 
+        idir = rdir / "inputs"
+
+        def inp(start: int) -> Path:
+            return idir / f"part-{start:012d}.parquet"
+
         todo = [s for s in starts if not part(s).exists()]
         reused = len(starts) - len(todo)
-        fit_s = 0.0
+        hpath = rdir / "holdout.parquet"
+        need_holdout = held is not None and not hpath.exists()
+        fit_s = shuffle_s = 0.0
+        # the fit sees a bounded, seeded sample of the source: the first rows of the chunk order
+        fit_rows = rows if len(rows) <= fit_source_rows else np.sort(order[:fit_source_rows])
+        runner = eng.RayRun(ray, scorer, workers) if ray is not None else None
+        if runner is not None and todo:
+            runner.warm()
         bar = _Progress(progress, f"{scorer.name}", len(rows), done=sum(
             min(chunk, len(rows) - s) for s in starts if s not in set(todo)))
         with bar:
-            if todo:
+            if todo or need_holdout:
                 t0 = time.perf_counter()
+                fit_src = table_to_dataset(eng.take_rows(spath, fit_rows), source=self.info["source"]["path"])
                 with fit_progress(bar.fit_update if progress else None):
-                    scorer.fit(fit_tgt, src if not n_bad else src.select(rows))
+                    if runner is None:
+                        scorer.fit(fit_tgt, fit_src)
+                    else:
+                        runner.fit(fit_tgt, fit_src)
+                        device = runner.device
+                del fit_src
                 fit_s = time.perf_counter() - t0
                 running["timings"] = {"fit_s": fit_s_prev + fit_s}
                 write_json_atomic(mpath, running)
-            for start in todo:
+            if todo:  # each missing chunk's rows into its own input file (one streaming pass)
                 t0 = time.perf_counter()
-                idx = np.sort(order[start:start + chunk])
-                out = scorer.score(src.select(idx))
-                table = self._chunk_table(scorer, src.transition_ids[idx], out, len(idx))
-                elapsed = time.perf_counter() - t0
-                table = table.replace_schema_metadata({b"elapsed_s": str(elapsed).encode()})
-                _write_parquet(table, part(start))
-                bar.advance(len(idx))
-            hpath = rdir / "holdout.parquet"
-            if held is not None and not hpath.exists():
-                if not todo:  # every chunk was already there: the fit was skipped
-                    scorer.fit(fit_tgt, src if not n_bad else src.select(rows))
-                hout = scorer.score(held)
+                missing = {i: inp(s) for i, s in enumerate(starts) if s in set(todo) and not inp(s).exists()}
+                if missing:
+                    assign = np.full(n_src, -1, np.int32)
+                    for i, s in enumerate(starts):
+                        assign[order[s:s + chunk]] = i
+                    eng.write_chunk_inputs(spath, assign, missing)
+                    del assign
+                shuffle_s = time.perf_counter() - t0
+            t_chunks = time.perf_counter()
+            if runner is None:
+                for start in todo:
+                    n_done, _ = eng.score_chunk(scorer, inp(start), part(start))
+                    bar.advance(n_done)
+            elif todo:
+                runner.score([(s, inp(s), part(s)) for s in todo], lambda _s, n_done: bar.advance(n_done))
+            chunks_wall_s = time.perf_counter() - t_chunks
+            if need_holdout:
+                hout = scorer.score(held) if runner is None else runner.holdout(held)
                 _write_parquet(self._chunk_table(scorer, held.transition_ids, hout, len(held)), hpath)
 
         # assemble
@@ -523,35 +670,40 @@ class Store:
         parts = [pq.read_table(part(s)) for s in starts]
         score_s = sum(float((p.schema.metadata or {}).get(b"elapsed_s", b"0")) for p in parts)
         scored = pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
+        del parts
         inv = np.argsort(np.concatenate([np.sort(order[s:s + chunk]) for s in starts]), kind="stable")
         scored = scored.take(pa.array(inv))
-        if not np.array_equal(scored.column("transition_id").to_numpy(), src.transition_ids[rows]):
+        if not np.array_equal(scored.column("transition_id").to_numpy(), ids[rows]):
             raise StoreError(f"{rdir}: checkpoint chunks do not match the source rows (delete the run "
                              "directory and run again)")
-        final = self._full_table(scored, src, rows)
+        final = self._full_table(scored, ids, rows)
         _write_parquet(final, rdir / "scores.parquet")
         assemble_s = time.perf_counter() - t0
         columns = {c: {"direction": s.direction, "range": s.range, "description": s.description}
                    for c, s in scorer.columns.items()}
         n_null = {c: int(final.column(c).null_count) for c in scorer.columns}
         timings = {"fit_s": fit_s_prev + fit_s, "score_s": score_s, "assemble_s": assemble_s,
-                   "session_wall_s": time.perf_counter() - t_start}
+                   "shuffle_s": shuffle_s, "chunks_wall_s": chunks_wall_s, "session_wall_s": time.perf_counter() - t_start}
         timings["wall_s"] = timings["fit_s"] + score_s + assemble_s
         manifest = make_manifest(
             "score_run", inputs={"source": self.dir / "transitions.parquet", "target": self.dir / "target.parquet"},
             config=scorer.config(), seed=scorer.seed, timings=timings, run_id=rid, scorer=scorer.name,
             status="complete", device=device, domain=domain, columns=columns, primary=scorer.primary,
-            n_rows=len(src), n_scored=len(rows), n_nonfinite=n_bad, n_target_nonfinite=n_tbad,
+            n_rows=n_src, n_scored=len(rows), n_nonfinite=n_bad, n_target_nonfinite=n_tbad,
             n_dropped_on_load=int(self.info['source'].get('dropped_nonfinite', 0) or 0),
             n_null=n_null, chunk_size=chunk, n_chunks=len(starts), reused_chunks=reused,
             sessions=sessions, started_ts=running["started_ts"], finished_ts=time.time(),
             chunk_order={"kind": CHUNK_ORDER, "seed": int(scorer.seed)},
+            fit_source={"rows": len(fit_rows), "of": len(rows), "max": int(fit_source_rows),
+                        "sample": "first rows of the content-hash order" if len(fit_rows) < len(rows) else "all"},
+            engine=runner.describe() if runner is not None else {"kind": "local"},
             holdout=(None if held is None else {"fraction": holdout, "seed": int(scorer.seed), "n": len(held),
                                                 "n_fit": len(fit_tgt), "file": "holdout.parquet"}),
             source_fingerprint=self.info["source"]["fingerprint"],
             target_fingerprint=self.info["target"]["fingerprint"])
         write_json_atomic(mpath, manifest)
         shutil.rmtree(cdir, ignore_errors=True)
+        shutil.rmtree(idir, ignore_errors=True)
         self._write_scores_cache()
         return rid
 
@@ -561,15 +713,19 @@ class Store:
         Queries over ``scores`` then read one Parquet file instead of joining every run with the
         transitions (about 2x faster on 1M rows). Stale or missing caches fall back to the join.
         """
+        import duckdb
+
         try:
+            key = json.dumps(sorted(m["run_id"] for m in self.current_runs().values()))
             con = self.connect(use_cache=False)
-            try:
-                tbl = con.sql("SELECT * FROM scores ORDER BY transition_id").to_arrow_table()
+            try:  # DuckDB writes the file itself (streaming: the join is never held as one Arrow table)
+                with atomic_path(self.dir / "scores.parquet") as tmp:
+                    kv = "{" + _CACHE_KEY.decode() + ": " + "'" + key.replace("'", "''") + "'}"
+                    con.execute(f"COPY (SELECT * FROM scores ORDER BY transition_id) TO {_lit(tmp)} "
+                                f"(FORMAT parquet, COMPRESSION zstd, KV_METADATA {kv})")
             finally:
                 con.close()
-            key = json.dumps(sorted(m["run_id"] for m in self.current_runs().values())).encode()
-            _write_parquet(tbl.replace_schema_metadata({_CACHE_KEY: key}), self.dir / "scores.parquet")
-        except OSError:  # pragma: no cover - read-only store: the join view still works
+        except (OSError, duckdb.Error):  # pragma: no cover - read-only store: the join view still works
             pass
 
     def _cache_valid(self, cur: dict[str, dict[str, Any]]) -> bool:
@@ -609,14 +765,14 @@ class Store:
         return pa.table(cols)
 
     @staticmethod
-    def _full_table(scored: pa.Table, src: TransitionDataset, rows: np.ndarray) -> pa.Table:
-        """Scores in source row order, NULL for excluded (non-finite) rows."""
-        if len(rows) == len(src):
+    def _full_table(scored: pa.Table, ids: np.ndarray, rows: np.ndarray) -> pa.Table:
+        """Scores in source row order (``ids``: every source transition id), NULL for excluded rows."""
+        if len(rows) == len(ids):
             return scored
-        pos = np.full(len(src), -1, np.int64)
+        pos = np.full(len(ids), -1, np.int64)
         pos[rows] = np.arange(len(rows))
         take = pa.array(pos, mask=pos < 0)
-        cols = {"transition_id": pa.array(src.transition_ids.astype(np.int64))}
+        cols = {"transition_id": pa.array(ids.astype(np.int64))}
         for c in scored.column_names[1:]:
             cols[c] = scored.column(c).take(take)
         return pa.table(cols)
@@ -662,7 +818,7 @@ class Store:
 
     def _build_views(self, con: Any, root: Path, files: list[Path], use_cache: bool) -> None:
         """Create the views of :meth:`connect` on ``con``; append every file they read to ``files``."""
-        con.execute(f"CREATE VIEW transitions AS SELECT * FROM read_parquet({_lit(files[0])})")
+        con.execute(f"CREATE VIEW transitions AS SELECT * FROM {_parquet_sql(files[0])}")
         con.execute(f"CREATE VIEW target AS SELECT * FROM read_parquet({_lit(files[1])})")
         cur = self.current_runs()
         have = {d[0] for d in con.execute("SELECT * FROM transitions LIMIT 0").description}
@@ -829,10 +985,20 @@ def row_hash(ds: TransitionDataset, rows: np.ndarray, seed: int) -> np.ndarray:
     Depends only on the row's content and the seed, never on its position or transition id, so
     sorting by it gives a chunk assignment that is the same for any permutation of the file.
     """
+    return row_hash_arrays(ds.observations[rows], ds.actions[rows], ds.rewards[rows],
+                           ds.next_observations[rows], seed)
+
+
+def row_hash_arrays(obs: np.ndarray, act: np.ndarray, rew: np.ndarray, next_obs: np.ndarray,
+                    seed: int) -> np.ndarray:
+    """:func:`row_hash` of rows given as arrays ((n, d) obs/act/next_obs, (n,) rewards).
+
+    A pure function of each row, so it can be computed batch by batch while streaming a file.
+    """
     with np.errstate(over="ignore"):
-        h = np.full(len(rows), _mix64(np.array([seed], np.uint64) + _GOLD)[0], np.uint64)
-        for arr in (ds.observations, ds.actions, ds.rewards[:, None], ds.next_observations):
-            bits = np.ascontiguousarray(np.asarray(arr[rows], np.float64) + 0.0).view(np.uint64)  # -0.0 -> 0.0
+        h = np.full(len(rew), _mix64(np.array([seed], np.uint64) + _GOLD)[0], np.uint64)
+        for arr in (obs, act, np.asarray(rew).reshape(len(rew), -1), next_obs):
+            bits = np.ascontiguousarray(np.asarray(arr, np.float64) + 0.0).view(np.uint64)  # -0.0 -> 0.0
             for j in range(bits.shape[1]):
                 h = _mix64(h ^ (bits[:, j] + _GOLD + (h << np.uint64(6)) + (h >> np.uint64(2))))
     return h
@@ -893,7 +1059,8 @@ def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 def score_datasets(source: TransitionDataset | str | Path, target: TransitionDataset | str | Path,
                    scorers: Sequence[str] | Sequence[Scorer], store_dir: str | Path, domain: str | None = None,
                    settings: dict[str, dict[str, Any]] | None = None, progress: bool = False,
-                   holdout: float = 0.0) -> Store:
+                   holdout: float = 0.0, engine: str = "local", address: str | None = None,
+                   workers: int | None = None, fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> Store:
     """Create (or reopen) a store and run each scorer on it.
 
     Args:
@@ -905,6 +1072,7 @@ def score_datasets(source: TransitionDataset | str | Path, target: TransitionDat
         settings: per-scorer settings, e.g. ``{"ot": {"eps": 0.05}}``.
         progress: show progress bars.
         holdout: target fraction kept out of every fit and scored like source rows (0 = off).
+        engine, address, workers, fit_source_rows: as in :meth:`Store.run`.
 
     Returns:
         The :class:`Store`.
@@ -922,5 +1090,6 @@ def score_datasets(source: TransitionDataset | str | Path, target: TransitionDat
         raise ConfigError(f"settings given for scorer(s) {sorted(unknown)} that are not being run")
     store = Store.create(store_dir, source, target, domain=domain)
     for s in insts:
-        store.run(s, progress=progress, domain=domain, holdout=holdout)
+        store.run(s, progress=progress, domain=domain, holdout=holdout, engine=engine, address=address,
+                  workers=workers, fit_source_rows=fit_source_rows)
     return store
