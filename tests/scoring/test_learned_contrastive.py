@@ -45,7 +45,7 @@ def test_planted_signal(data, fitted):
     confound-free planted data (reward, ||s||, ||s'||: 0.5; random: 0.5 +- 0.02)."""
     _, source = data
     _, out = fitted
-    assert set(out) == {"contrastive_score"}
+    assert set(out) == {"contrastive_score", "contrastive_logit"}
     s = out["contrastive_score"]
     assert s.shape == (len(source),) and np.all(np.abs(s) <= 1 + 1e-6)
     assert_beats_trivial(s, source, margin=0.25)

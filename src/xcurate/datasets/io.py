@@ -275,12 +275,12 @@ def foreign_obs_layout(ds: TransitionDataset, keep_contact_dims: bool = False,
         next_observations=np.ascontiguousarray(ds.next_observations[:, :k]), terminals=ds.terminals,
         timeouts=ds.timeouts, episode_ids=ds.episode_ids, steps=ds.steps, transition_ids=ds.transition_ids,
         qpos=ds.qpos, qvel=ds.qvel, extras=ds.extras, metadata=md, source=ds.source)
-    from xcurate.console import make_console
+    from xcurate.console import esc, make_console
 
     make_console(stderr=True).print(
-        f"[yellow]warning:[/] {src}: 111-dim Ant observations (gym v2/v3 layout) with all-zero contact-force dims "
+        f"[yellow]warning:[/] {esc(str(src))}: 111-dim Ant observations (gym v2/v3 layout) with all-zero contact-force dims "
         f"{k}-110 were reduced to Gymnasium v5's {k} dims (metadata xcurate_obs_layout)",
-        highlight=False, soft_wrap=True)
+        highlight=False, soft_wrap=True, markup=True)
     return out
 
 

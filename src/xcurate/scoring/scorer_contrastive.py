@@ -91,7 +91,8 @@ class ContrastiveScorer(Scorer):
                                         "the trained logit phi(s,a) . psi(s') (keeps the embedding norms, which "
                                         "carry most of the learned density ratio)"),
     }
-    primary: ClassVar[str] = "contrastive_score"
+    #: the logit, not IGDF's cosine: MuJoCo planted benchmark mean AUC 0.679 vs 0.607 (README)
+    primary: ClassVar[str] = "contrastive_logit"
     min_target: ClassVar[int] = 16
     chunk_size: ClassVar[int] = 100_000
 
