@@ -17,7 +17,7 @@ from xcurate.datasets.synthetic import planted_shift
 from xcurate.policy.runs import RunSpec, train
 
 SETS = {"hidden_dim": "32", "batch_target": "16", "batch_source": "16"}
-EXTRA = {"otdf": {"cvae_steps": "20", "cvae_hidden": "32", "cvae_batch": "16"}, "tabb": {}, "iql": {}}
+EXTRA = {"otdf": {"cvae_steps": "20", "cvae_hidden": "32", "cvae_batch": "16"}, "tabb": {"tabb_target": "column"}, "iql": {}}
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,10 @@ torch.set_num_threads(1)
 
 @pytest.fixture(scope="module")
 def data():
-    return planted_shift(n_target=300, n_source=600, seed=1)
+    # a source from another linear system: held-out target rows are recognisably target-like
+    target, _ = planted_shift(n_target=300, n_source=10, seed=1)
+    _, source = planted_shift(n_target=10, n_source=600, seed=7)
+    return target, source
 
 
 def test_split_holdout_is_seeded_disjoint_and_complete(data):
