@@ -131,6 +131,26 @@ class GaussianEnsemble(nn.Module):
         return mu, soft_clamp_logvar(lv, self.min_logvar, self.max_logvar)
 
 
+def train_gaussian_nll(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_members: int, batch: int, steps: int,
+                       lr: float, weight_decay: float, gen: torch.Generator, what: str) -> None:
+    """Adam on the summed per-member Gaussian NLL of ``model`` (x (N, B, d) -> mu, logvar), each member
+    drawing its own ``batch`` rows per step; only parameters that require gradients are trained."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    n = len(x)
+
+    def step(_: int) -> torch.Tensor:
+        idx = nets.sample_index(gen, n, n_members * batch, x.device).view(n_members, -1)
+        mu, lv = model(x[idx])
+        loss = gaussian_nll(mu, lv, y[idx]).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    nets.train_loop(step, steps, what)
+
+
 @register
 @dataclass
 class EnsembleScorer(Scorer):

@@ -33,7 +33,7 @@ from xcurate.datasets.transitions import TransitionDataset
 from xcurate.errors import ConfigError
 from xcurate.scoring import nets
 from xcurate.scoring.base import ColumnSpec, Scorer, register
-from xcurate.scoring.scorer_ensemble import GaussianEnsemble, gaussian_nll, mixture_loglik
+from xcurate.scoring.scorer_ensemble import GaussianEnsemble, mixture_loglik, train_gaussian_nll
 
 
 def top_fraction_mask(values: torch.Tensor, fraction: float) -> torch.Tensor:
@@ -84,19 +84,8 @@ class SelfTrainScorer(Scorer):
 
     def _fit_ensemble(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, what: str) -> GaussianEnsemble:
         model = GaussianEnsemble(self.n_models, x.shape[1], y.shape[1], tuple(self.hidden)).to(x.device)
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        n = len(x)
-
-        def step(_: int) -> torch.Tensor:
-            idx = nets.sample_index(gen, n, self.n_models * self.batch_size, x.device).view(self.n_models, -1)
-            mu, lv = model(x[idx])
-            loss = gaussian_nll(mu, lv, y[idx]).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss
-
-        nets.train_loop(step, self.steps, what)
+        train_gaussian_nll(model, x, y, self.n_models, self.batch_size, self.steps, self.lr, self.weight_decay,
+                           gen, what)
         return model.eval()
 
     @torch.no_grad()

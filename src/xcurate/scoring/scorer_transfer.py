@@ -37,7 +37,7 @@ from xcurate.datasets.transitions import TransitionDataset
 from xcurate.errors import ConfigError
 from xcurate.scoring import nets
 from xcurate.scoring.base import ColumnSpec, Scorer, register
-from xcurate.scoring.scorer_ensemble import GaussianEnsemble, gaussian_nll, mixture_loglik
+from xcurate.scoring.scorer_ensemble import GaussianEnsemble, mixture_loglik, train_gaussian_nll
 
 MODES = ("finetune", "residual")
 
@@ -107,20 +107,7 @@ class TransferScorer(Scorer):
 
     def _train(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, lr: float,
                gen: torch.Generator, what: str) -> None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=self.weight_decay)
-        n, dev = len(x), x.device
-
-        def step(_: int) -> torch.Tensor:
-            idx = nets.sample_index(gen, n, self.n_models * self.batch_size, dev).view(self.n_models, -1)
-            mu, lv = model(x[idx])
-            loss = gaussian_nll(mu, lv, y[idx]).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            return loss
-
-        nets.train_loop(step, steps, what)
+        train_gaussian_nll(model, x, y, self.n_models, self.batch_size, steps, lr, self.weight_decay, gen, what)
 
     def fit(self, target: TransitionDataset, source: TransitionDataset) -> TransferScorer:
         """Pre-train on the source, adapt to the target."""
