@@ -60,11 +60,41 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def ensure_datasets(task: str, source_q: str, target_q: str, source_size: int, target_size: int) -> tuple[str, str]:
-    """Build the task's source and target datasets if they are missing; return their ids."""
+def ensure_planted(task: str, out: Path, source_size: int, target_size: int, seed: int = 0) -> tuple[str, str]:
+    """The planted MuJoCo task of ``task`` (:func:`xcurate.datasets.planted.planted_mujoco`), cached.
+
+    The source has ``source_size`` rows: the case's medium and expert zoo agents, each half in the
+    unshifted robot and half in ``task`` itself (column ``planted`` = 1); the target has
+    ``target_size`` rows from a different agent in ``task``. Written once under ``out/data``.
+    """
+    from xcurate.datasets.io import save_dataset
+    from xcurate.datasets.planted import planted_case, planted_mujoco
+
+    d = out / "data" / task
+    src, tgt = d / "source.parquet", d / "target.parquet"
+    if not (src.exists() and tgt.exists()):
+        case = planted_case(task)
+        n_part = max(1, source_size // (2 * len(case.source_policies)))
+        t0 = time.time()
+        target, source = planted_mujoco(case, n_part=n_part, n_target=target_size, seed=seed)
+        d.mkdir(parents=True, exist_ok=True)
+        save_dataset(target, tgt)
+        save_dataset(source, src)
+        log(f"{task}: planted source {len(source)} rows ({int(source.extras['planted'].sum())} planted), "
+            f"target {len(target)} rows ({time.time() - t0:.0f} s)")
+    return str(src), str(tgt)
+
+
+def ensure_datasets(task: str, source_q: str, target_q: str, source_size: int, target_size: int,
+                    out: Path | None = None) -> tuple[str, str]:
+    """Build the task's source and target datasets if they are missing; return their ids (or paths)."""
     from xcurate.datasets.domains import get_domain
     from xcurate.datasets.suite import SuiteConfig, build_suite
 
+    if source_q == "planted":
+        if out is None:
+            raise SystemExit("error: --source-quality planted needs an experiment folder")
+        return ensure_planted(task, out, source_size, target_size)
     robot = get_domain(task).robot
     if source_q == "mixed":  # the data-lake case: unshifted robot + the robot's shifted domains, 3 policies
         from xcurate.datasets.io import read_manifest
@@ -109,7 +139,7 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
 
     out = Path(args.out)
     src_id, tgt_id = ensure_datasets(task, args.source_quality, args.target_quality, args.source_size,
-                                     args.target_size)
+                                     args.target_size, out)
     store = Store.create(out / "stores" / task, src_id, tgt_id, domain=task)
     settings = parse_scorer_sets(args.scorer_set)
     recipes = [r for r in args.recipes.split(",") if r and r not in CONTROLS]
@@ -124,7 +154,10 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
               "eval_source_domain": get_domain(task).source.name if args.eval_source else None,
               "eval_episodes": args.eval_episodes, "log_every": max(1, min(1000, args.steps)),
               "checkpoint_every": max(1, min(10_000, args.steps)),
-              "overrides": dict(kv.split("=", 1) for kv in args.set)}
+              "overrides": dict(kv.split("=", 1) for kv in args.set),
+              # static mode trains plain IQL on every curated file, also where the recipe wrote columns
+              # (penalty, delta_r) that only its paper variant reads
+              "force_variant": args.mode == "static"}
     arms: list[tuple[str, str | None, str]] = [("target-only", None, "iql")]
     for recipe in dict.fromkeys(["none", *recipes]):  # the unfiltered baseline once, then each recipe
         path = out / "curated" / task / f"{recipe}.parquet"
@@ -309,7 +342,10 @@ def main() -> None:
     p.add_argument("--source-quality", default="medium",
                    help="random | medium | expert | medium-expert, or mixed: <robot>/source/mixed-v0 (the unshifted "
                         "robot + its default shifted domains and the task's own dynamics, 10%% each, random/medium/"
-                        "expert policies; provenance per row)")
+                        "expert policies; provenance per row), or planted: the MuJoCo planted task "
+                        "(xcurate.datasets.planted: medium+expert zoo agents, half of the source collected in the "
+                        "task's own dynamics, target from another agent; the oracle's exact mode keeps the planted "
+                        "rows)")
     p.add_argument("--target-quality", default="medium")
     p.add_argument("--source-size", type=int, default=1_000_000)
     p.add_argument("--target-size", type=int, default=5_000)

@@ -36,12 +36,14 @@ def test_ot_default_cost_beats_otdfs_cosine(hopper_gravity):
 
 
 def test_contrastive_primary_logit_beats_cosine(hopper_gravity):
+    # measured on collection seeds 0-3 x scorer seeds 0-1: logit 0.68-0.74 with the default residual
+    # input, 0.43-0.65 with IGDF's s' (0.43 on another CPU's collection, where the test used to fail)
     target, source = hopper_gravity
     sc = make_scorer("contrastive", steps=800, hidden=(128, 128), seed=0)
     out = sc.fit(target, source).score(source)
-    assert type(sc).primary == "contrastive_logit"
+    assert type(sc).primary == "contrastive_logit" and sc.next_input == "delta"
     a_logit, a_cos = _auc(out, "contrastive_logit", source), _auc(out, "contrastive_score", source)
-    assert a_logit >= 0.55 and a_logit >= a_cos + 0.1, (a_logit, a_cos)
+    assert a_logit >= 0.62 and a_logit >= a_cos + 0.2, (a_logit, a_cos)
 
 
 def test_selftrain_improves_on_its_target_only_round(hopper_gravity):
