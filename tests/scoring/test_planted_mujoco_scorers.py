@@ -14,8 +14,14 @@ import torch
 from xcurate.datasets.planted import planted_mujoco
 from xcurate.datasets.synthetic import auc
 from xcurate.scoring import make_scorer
+from xcurate.utils import shared_dir
 
 torch.set_num_threads(1)
+
+# the measured claims are about the zoo agents' collections (the benchmark's case); without ../shared the
+# case falls back to the builtin policies, where e.g. IGDF's cosine is not inverted (AUC 0.83)
+pytestmark = pytest.mark.skipif(shared_dir() is None,
+                                reason="../shared/policies (sb3-zoo agents of the planted case) not found")
 
 
 @pytest.fixture(scope="module")
