@@ -63,7 +63,8 @@ def log(msg: str) -> None:
 def ensure_planted(task: str, out: Path, source_size: int, target_size: int, seed: int = 0) -> tuple[str, str]:
     """The planted MuJoCo task of ``task`` (:func:`xcurate.datasets.planted.planted_mujoco`), cached.
 
-    The source has ``source_size`` rows: the case's medium and expert zoo agents, each half in the
+    The source has ``source_size`` rows: the case's medium and expert policies (the zoo agents where
+    ``../shared`` is present, else the builtin ones), each half in the
     unshifted robot and half in ``task`` itself (column ``planted`` = 1); the target has
     ``target_size`` rows from a different agent in ``task``. Written once under ``out/data``.
     """
@@ -86,14 +87,12 @@ def ensure_planted(task: str, out: Path, source_size: int, target_size: int, see
 
 
 def ensure_datasets(task: str, source_q: str, target_q: str, source_size: int, target_size: int,
-                    out: Path | None = None) -> tuple[str, str]:
-    """Build the task's source and target datasets if they are missing; return their ids (or paths)."""
+                    out: Path) -> tuple[str, str]:
+    """Build the task's source and target datasets if they are missing; return their ids (planted: paths)."""
     from xcurate.datasets.domains import get_domain
     from xcurate.datasets.suite import SuiteConfig, build_suite
 
     if source_q == "planted":
-        if out is None:
-            raise SystemExit("error: --source-quality planted needs an experiment folder")
         return ensure_planted(task, out, source_size, target_size)
     robot = get_domain(task).robot
     if source_q == "mixed":  # the data-lake case: unshifted robot + the robot's shifted domains, 3 policies
