@@ -8,10 +8,20 @@ env reset with ``seed + 1000 + e``): HalfCheetah sb3-zoo TQC, Hopper TRPO, Walke
 strongly shifted domains J_expert can be low (``expert_below_random`` flags J_expert <= J_random).
 Episodes end on termination or at the 1000-step time limit.
 
+``--expert best`` measures J_expert in-domain instead: every sb3-zoo agent of the robot
+(``../shared/policies/sb3-zoo/*/<Env>-v3_1/*.zip``: A2C, ARS, PPO, SAC, TQC, TRPO) and every
+``--candidate`` spec (for example ``trained:DIR``, a policy trained *in* the domain by
+``xcurate policies train``) runs its episodes in the domain, and the best mean return is J_expert.
+The record names the winner (``expert_policy``) and every candidate's mean (``expert_candidates``).
+This is the closest to the papers' in-domain experts that needs no training: the source-trained
+default expert falls within ~80 steps in hopper-gravity-0.5 (J_expert 128.5), where another zoo
+agent keeps walking.
+
 Usage (from the repository root)::
 
     python benchmarks/measure_references.py                        # all domains, 5 random + 3 expert
     python benchmarks/measure_references.py --domains hopper hopper-friction-0.5 --merge
+    python benchmarks/measure_references.py --expert best --merge --weak   # re-measure weak experts
 
 The output is written atomically with a manifest; with ``--merge`` existing records of other
 domains are kept.
@@ -56,9 +66,36 @@ def run_episode(env, act, seed: int, max_steps: int = 1000) -> tuple[float, int]
     return total, t + 1
 
 
-def measure(name: str, random_episodes: int, expert_episodes: int, seed: int, policies_root: Path) -> dict:
-    """Measure one domain's references."""
+#: sb3-zoo environment id per robot (the folder names under ``sb3-zoo/<algo>/``).
+ZOO_ENV = {"halfcheetah": "HalfCheetah", "hopper": "Hopper", "walker2d": "Walker2d", "ant": "Ant"}
+
+
+def zoo_candidates(robot: str, policies_root: Path) -> list[str]:
+    """Every sb3-zoo agent of ``robot`` under ``policies_root`` as ``sb3:`` specs, sorted."""
+    env = ZOO_ENV[robot]
+    return [f"sb3:{p}" for p in sorted(policies_root.glob(f"sb3-zoo/*/{env}-v3_1/{env}-v3.zip"))]
+
+
+def expert_returns(env, pol, episodes: int, seed: int) -> tuple[list[float], list[int]]:
+    """Returns and lengths of ``episodes`` deterministic episodes (reset seeds ``seed + 1000 + e``)."""
+    rets, lens = [], []
+    for e in range(episodes):
+        pol.reset()
+        ret, n = run_episode(env, lambda obs, t: pol(obs[None])[0], seed + 1000 + e)
+        rets.append(ret)
+        lens.append(n)
+    return rets, lens
+
+
+def measure(name: str, random_episodes: int, expert_episodes: int, seed: int, policies_root: Path,
+            expert: str = "default", candidates: list[str] | None = None) -> dict:
+    """Measure one domain's references.
+
+    ``expert="default"`` uses :data:`EXPERTS`; ``"best"`` the best of :func:`zoo_candidates` and
+    ``candidates`` (policies whose dims do not fit the domain are skipped).
+    """
     from xcurate.datasets.policies import load_policy
+    from xcurate.errors import ConfigError
 
     dom = get_domain(name)
     env = dom.make_env()
@@ -70,14 +107,24 @@ def measure(name: str, random_episodes: int, expert_episodes: int, seed: int, po
         ret, n = run_episode(env, lambda obs, t, rng=rng, lo=lo, hi=hi: rng.uniform(lo, hi), seed + e)
         rand.append(ret)
         rand_len.append(n)
-    spec = EXPERTS[dom.robot].format(root=policies_root)
-    pol = load_policy(spec, dom)
-    exp, exp_len = [], []
-    for e in range(expert_episodes):
-        pol.reset()
-        ret, n = run_episode(env, lambda obs, t: pol(obs[None])[0], seed + 1000 + e)
-        exp.append(ret)
-        exp_len.append(n)
+    means: dict[str, float] = {}
+    if expert == "best":
+        best = None
+        for spec in [*zoo_candidates(dom.robot, policies_root), *(candidates or [])]:
+            try:
+                pol = load_policy(spec, dom)
+            except ConfigError:  # another robot's trained policy, or a missing file
+                continue
+            rets, lens = expert_returns(env, pol, expert_episodes, seed)
+            means[spec.replace(str(policies_root), "shared/policies")] = round(float(np.mean(rets)), 2)
+            if best is None or np.mean(rets) > np.mean(best[1]):
+                best = (spec, rets, lens)
+        if best is None:
+            raise SystemExit(f"error: no expert candidate fits {name}")
+        spec, exp, exp_len = best
+    else:
+        spec = EXPERTS[dom.robot].format(root=policies_root)
+        exp, exp_len = expert_returns(env, load_policy(spec, dom), expert_episodes, seed)
     env.close()
     rec = {"j_random": float(np.mean(rand)), "j_random_std": float(np.std(rand)),
            "j_expert": float(np.mean(exp)), "j_expert_std": float(np.std(exp)),
@@ -86,7 +133,10 @@ def measure(name: str, random_episodes: int, expert_episodes: int, seed: int, po
            "random_policy": RANDOM_POLICY,
            "expert_policy": spec.replace(str(policies_root), "shared/policies"),
            "expert_below_random": bool(np.mean(exp) <= np.mean(rand)),
+           "expert_choice": "best of candidates, in-domain" if expert == "best" else "default (source-trained)",
            "seconds": round(time.perf_counter() - t0, 2)}
+    if means:
+        rec["expert_candidates"] = means
     if not dom.is_shifted:
         rec["d4rl"] = list(D4RL[dom.robot])
     return rec
@@ -100,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=REFERENCES_FILE)
     ap.add_argument("--merge", action="store_true", help="keep existing records of other domains")
+    ap.add_argument("--expert", choices=["default", "best"], default="default",
+                    help="default: the robot's source-trained expert; best: best of all zoo agents + --candidate")
+    ap.add_argument("--candidate", action="append", default=[],
+                    help="extra expert candidate policy spec for --expert best (repeatable), e.g. trained:DIR")
+    ap.add_argument("--weak", action="store_true",
+                    help="only domains whose recorded expert ends episodes early (mean length < 900) or is "
+                         "below random")
     args = ap.parse_args(argv)
     sd = shared_dir()
     if sd is None:
@@ -108,16 +165,21 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(sd) / "policies"
     names = args.domains or [d.name for d in list_domains()]
     old = json.loads(args.out.read_text()).get("domains", {}) if (args.merge and args.out.exists()) else {}
+    if args.weak:
+        names = [n for n in names if n not in old or old[n]["expert_mean_length"] < 900
+                 or old[n]["expert_below_random"]]
     records = dict(old)
     t0 = time.perf_counter()
     for i, name in enumerate(names):
-        records[name] = measure(name, args.random_episodes, args.expert_episodes, args.seed, root)
+        records[name] = measure(name, args.random_episodes, args.expert_episodes, args.seed, root,
+                                expert=args.expert, candidates=args.candidate)
         r = records[name]
         print(f"[{i + 1}/{len(names)}] {name:36s} J_random {r['j_random']:9.1f}  J_expert {r['j_expert']:9.1f} "
               f"({r['seconds']:.1f} s)", flush=True)
         out = {"domains": dict(sorted(records.items())),
                "manifest": make_manifest("references", config={
                    "random_episodes": args.random_episodes, "expert_episodes": args.expert_episodes,
+                   "expert": args.expert, "candidates": args.candidate,
                    "deterministic_expert": True, "random_policy": RANDOM_POLICY, "experts": {k: v.format(root="shared/policies")
                                                              for k, v in EXPERTS.items()}},
                    seed=args.seed, timings={"seconds": round(time.perf_counter() - t0, 1)})}

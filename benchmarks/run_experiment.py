@@ -152,6 +152,7 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
     common = {"domain": task, "steps": args.steps, "n_seeds": args.seeds, "eval_every": args.eval_every,
               "eval_source_domain": get_domain(task).source.name if args.eval_source else None,
               "eval_episodes": args.eval_episodes, "log_every": max(1, min(1000, args.steps)),
+              "reference": args.reference,
               "checkpoint_every": max(1, min(10_000, args.steps)),
               "overrides": dict(kv.split("=", 1) for kv in args.set),
               # static mode trains plain IQL on every curated file, also where the recipe wrote columns
@@ -186,10 +187,72 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
         summary = train(spec, run_dir, progress=args.progress)
         log(f"{task} / {name} ({variant}): last {summary.get('last_mean', float('nan')):.1f} ± "
             f"{summary.get('last_std', float('nan')):.1f} ({time.time() - t0:.0f} s)")
-        results.append({"task": task, "arm": name, "variant": variant, **summary})
+        results.append({"task": task, "arm": name, "variant": variant, "run": str(run_dir), **summary,
+                        **last_returns(run_dir)})
 
 
 BASELINES = ("target-only", "none")
+
+
+def last_returns(run_dir: Path) -> dict[str, Any]:
+    """Raw mean returns per seed at the run's last evaluation and the best one (eval.csv ``return_mean``)."""
+    import csv
+
+    p = Path(run_dir) / "eval.csv"
+    if not p.exists():
+        return {}
+    with open(p, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return {}
+    last = max(int(r["step"]) for r in rows)
+    per = {int(r["seed"]): float(r["return_mean"]) for r in rows if int(r["step"]) == last}
+    best: dict[int, float] = {}
+    for r in rows:
+        k, v = int(r["seed"]), float(r["return_mean"])
+        best[k] = max(best.get(k, v), v)
+    return {"last_return_per_seed": [per[k] for k in sorted(per)],
+            "best_return_per_seed": [best[k] for k in sorted(per)]}
+
+
+def renormalize(results: list[dict], reference: str, folders: list[Path]) -> list[dict]:
+    """The rows with their last scores re-normalised in another reference set, from the raw returns.
+
+    Normalisation is affine, ``100 (J - J_min) / (J_max - J_min)``, so the scores of finished runs
+    can be re-expressed in any reference set without re-training. A row's raw returns come from its
+    ``last_return_per_seed`` or, for rows written before that field existed, from the eval.csv of
+    ``<folder>/runs/<task>/<arm>`` in one of ``folders``; the best score (each seed's best evaluation)
+    is re-normalised the same way.
+    """
+    import numpy as np
+
+    from xcurate.datasets.domains import get_domain
+
+    out = []
+    for r in results:
+        raw = {k: r.get(k) for k in ("last_return_per_seed", "best_return_per_seed")}
+        if raw["last_return_per_seed"] is None or raw["best_return_per_seed"] is None:
+            for d in folders:
+                got = last_returns(Path(d) / "runs" / r["task"] / r["arm"])
+                if got:
+                    raw = got
+                    break
+        if raw.get("last_return_per_seed") is None:
+            raise SystemExit(f"error: {r['task']} / {r['arm']}: no eval.csv with raw returns to re-normalise")
+        dom = get_domain(r["task"])
+        last = np.asarray(dom.normalize(np.asarray(raw["last_return_per_seed"], float), reference=reference), float)
+        row = {**r, "last_return_per_seed": list(raw["last_return_per_seed"]), "last_per_seed": last.tolist(),
+               "last_mean": float(last.mean()), "last_std": float(last.std()), "reference": reference,
+               "metric": f"normalized score (reference: {reference})"}
+        if raw.get("best_return_per_seed") is not None:  # the best evaluation of each seed, same affine map
+            best = np.asarray(dom.normalize(np.asarray(raw["best_return_per_seed"], float), reference=reference),
+                              float)
+            row.update(best_return_per_seed=list(raw["best_return_per_seed"]), best_mean=float(best.mean()),
+                       best_std=float(best.std()))
+        else:  # a row with stored last returns only: its best is not re-normalised
+            row.update(best_mean=float("nan"), best_std=float("nan"))
+        out.append(row)
+    return out
 
 
 def kept_fraction(path: Path) -> float:
@@ -236,7 +299,8 @@ def stats_lines(results: list[dict], out: Path | None = None, reps: int = 2000, 
     except ConfigError as e:
         return [f"(statistics skipped: {e})"]
     n_seeds = next(iter(arrays.values())).shape[0]
-    lines = [f"IQM over {len(tasks)} task(s) x {n_seeds} seed(s) (last score), stratified-bootstrap 95% CIs "
+    metric = ", ".join(sorted({str(r.get("metric", "score")) for r in results}))
+    lines = [f"IQM over {len(tasks)} task(s) x {n_seeds} seed(s) (last score; {metric}), stratified-bootstrap 95% CIs "
              f"({reps} resamples), probability of improvement P(arm > baseline):", ""]
     base = [b for b in BASELINES if b in arrays]
     has_reg = "oracle" in arrays and "none" in arrays
@@ -366,13 +430,21 @@ def main() -> None:
                    choices=["oracle_dynamics_gap", "oracle_bellman_error"])
     p.add_argument("--oracle-tolerance", type=float, default=1e-6, help="oracle arm (exact): largest gap ~0.")
     p.add_argument("--random-seed", type=int, default=0, help="Seed of the random arm's keep.")
+    p.add_argument("--reference", default="measured", choices=["measured", "odrl", "otdf", "d4rl"],
+                   help="Normalisation reference set of the scores (xcurate.datasets.reference_sets).")
     p.add_argument("--merge", nargs="+", metavar="DIR",
-                   help="Only merge the results.json of these experiment folders into --out (no training).")
+                   help="Only merge the results.json of these experiment folders into --out (no training); "
+                        "with --renormalize, re-express every score in another reference set.")
+    p.add_argument("--renormalize", action="store_true",
+                   help="With --merge: re-normalise the last scores in --reference from the runs' raw returns.")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.merge:
-        write_results(out, [r for d in args.merge for r in json.loads((Path(d) / "results.json").read_text())])
+        rows = [r for d in args.merge for r in json.loads((Path(d) / "results.json").read_text())]
+        if args.renormalize:
+            rows = renormalize(rows, args.reference, [Path(d) for d in args.merge])
+        write_results(out, rows)
         return
     results: list[dict] = []
     for task in [t for t in args.tasks.split(",") if t]:

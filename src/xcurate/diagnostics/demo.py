@@ -2,16 +2,25 @@
 
 Stages (each timed; the timings go into ``demo.json``):
 
-1. **collect**: a mixed-quality SOURCE dataset in the unshifted domain (uniform random actions +
-   the builtin medium policy with a little action noise) and a small TARGET dataset in a shifted
-   domain (the same medium policy, noisier), with raw qpos/qvel so the oracle can replay them.
+1. **collect**: a planted SOURCE dataset (:func:`xcurate.datasets.planted.planted_mujoco`, builtin
+   policies): the builtin medium and expert policies, each half in the unshifted robot and half in
+   the target domain itself (the ``planted`` column says which), and a small TARGET dataset in
+   the shifted domain (the builtin expert, noisier), with raw qpos/qvel so the oracle can replay them.
 2. **score**: every registered scorer (ot, knn, contrastive, advantage, tbm, ensemble, dara,
    oracle) with small budgets, into a score store.
 3. **query**: a DuckDB query over the store (deciles of ``ot_score`` vs the oracle dynamics gap).
-4. **curate**: a few recipes (and the unfiltered ``none`` baseline) exported as Parquet.
-5. **train**: weighted IQL briefly on each curated dataset, the unfiltered source and target only.
+4. **curate**: a few recipes, the unfiltered ``none`` baseline and the two controls: ``oracle``
+   (exact mode: keeps the rows the target's own dynamics produced, the ceiling) and ``random`` (a
+   seeded uniform keep of the same fraction, the floor), exported as Parquet.
+5. **train**: weighted IQL on each curated dataset, the unfiltered source and target only, K
+   seeds per arm in one process.
 6. **evaluate**: deterministic episodes in the target domain (part of training).
 7. **diagnose**: the diagnostics report (``report/report.md``).
+
+The summary says what to conclude (:func:`conclusion`): whether the oracle arm beats both
+baselines beyond the seed spread (so curation can pay on this task at this budget), whether the
+random arm does (so a gain would come from the amount of data, not from which rows), and how much
+of the oracle's gain each recipe recovers.
 
 Everything is local: builtin policies ship with the package, nothing is downloaded.
 """
@@ -38,18 +47,15 @@ DEMO_ENTRIES = ("data", "store", "curated", "runs", "report", "query_ot_deciles.
 class DemoConfig:
     """Sizes and budgets of the demo (``fast()`` gives the CI-sized variant)."""
 
-    source_domain: str = "hopper"  # unshifted source domain
-    target_domain: str = "hopper-friction-0.5"  # shifted target domain (the builtin policy degrades there)
-    policy: str = "builtin:hopper-medium"  # behaviour policy for the medium part and the target data
-    n_random: int = 1_500  # source transitions with uniform random actions
-    n_medium: int = 3_500  # source transitions from the medium policy
-    medium_noise: float = 0.1  # Gaussian action noise of the medium source part
-    n_target: int = 1_500  # target transitions
-    target_noise: float = 0.2  # Gaussian action noise of the target data
+    target_domain: str = "hopper-gravity-0.5"  # shifted target domain (its robot is the source domain)
+    n_part: int = 1_500  # source rows per (policy, dynamics) part: 4 parts (medium/expert x source/target dynamics)
+    n_target: int = 1_500  # target transitions (builtin expert, action noise 0.3, in the target domain)
     scorers: tuple[str, ...] = ("ot", "knn", "contrastive", "advantage", "tbm", "ensemble", "dara", "oracle")
     scorer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-scorer settings
     recipes: tuple[str, ...] = ("otdf", "igdf", "tabb")  # curation recipes trained besides the baselines
+    controls: bool = True  # also train the oracle (exact: the planted rows) and random (same fraction) arms
     train_steps: int = 2_000  # IQL updates per training run
+    n_seeds: int = 3  # training seeds per arm (one process, batched); the summary reports mean +- std
     iql_overrides: dict[str, str] = field(default_factory=dict)  # IQLConfig key=value overrides
     eval_episodes: int = 5  # deterministic evaluation episodes in the target domain
     eval_max_steps: int | None = None  # cap on evaluation episode length (None: the env's 1000)
@@ -75,7 +81,7 @@ class DemoConfig:
     def fast(cls, seed: int = 0) -> DemoConfig:
         """The CI-sized demo (< 2 minutes on a 2-core CPU): tiny data and budgets."""
         h = [32, 32]
-        return cls(seed=seed, n_random=400, n_medium=800, n_target=400, train_steps=200, eval_episodes=1,
+        return cls(seed=seed, n_part=300, n_target=400, train_steps=200, n_seeds=2, eval_episodes=1,
                    eval_max_steps=200, bins=5, recipes=("otdf", "tabb"), torch_threads=1,
                    scorer_settings={
                        "contrastive": {"steps": 60, "hidden": h, "embed_dim": 16},
@@ -87,6 +93,46 @@ class DemoConfig:
                        "dara": {"steps": 60, "hidden": h},
                    },
                    iql_overrides={"hidden_dim": "32", "batch_source": "64", "batch_target": "64"})
+
+
+def conclusion(results: list[dict[str, Any]], steps: int) -> str:
+    """One paragraph: what the demo's scores say about curation on this task, at this budget.
+
+    An arm "beats" another when its mean over seeds is higher by more than the two seed standard
+    deviations added together (a rough check for 2-5 seeds; the experiment in ``benchmarks/`` uses
+    bootstrap CIs). Each recipe's share of the oracle's gain is (recipe - unfiltered) / (oracle -
+    unfiltered).
+    """
+    by = {r["name"]: r for r in results if r.get("last_mean") is not None}
+    need = ("target-only", "unfiltered", "oracle", "random")
+    if any(n not in by for n in need):
+        return "The controls (oracle, random) were not trained, so the demo cannot say whether curation pays here."
+
+    def beats(a: str, b: str) -> bool:
+        ra, rb = by[a], by[b]
+        return ra["last_mean"] - rb["last_mean"] > (ra.get("last_std") or 0.0) + (rb.get("last_std") or 0.0)
+
+    o, u, t = by["oracle"]["last_mean"], by["unfiltered"]["last_mean"], by["target-only"]["last_mean"]
+    base = max(u, t)
+    if beats("oracle", "unfiltered") and beats("oracle", "target-only"):
+        gain = 100.0 * (o - base) / abs(base) if base else float("inf")
+        msg = (f"Curation can pay on this task: keeping only the source rows of the target's own dynamics "
+               f"(oracle, {o:.1f}) beats both the unfiltered source ({u:.1f}) and the target alone ({t:.1f}) "
+               f"by more than the seed spread ({gain:+.0f}% over the better baseline).")
+        if beats("random", "unfiltered"):
+            msg += " But the random keep of the same fraction also beats the unfiltered source: part of the gain is the amount of data, not which rows."
+        else:
+            msg += f" The random keep of the same fraction ({by['random']['last_mean']:.1f}) does not: which rows are kept matters."
+        recs = [n for n in by if n not in need]
+        if recs:
+            parts = [f"{n} {100.0 * (by[n]['last_mean'] - u) / (o - u):.0f}%" for n in recs]
+            msg += (" Share of the oracle's gain over unfiltered each recipe recovers: " + ", ".join(parts)
+                    + " (100% = as good as the oracle, <= 0% = no better than not curating).")
+        return msg
+    return (f"At {steps} updates the oracle arm ({o:.1f}) does not beat both baselines (unfiltered {u:.1f}, "
+            f"target-only {t:.1f}) beyond the seed spread, so this run cannot tell whether curation pays: "
+            "the budget is too small or the task does not reward it. benchmarks/RESULTS.md "
+            "(\"Does curation pay?\") has the 5-seed experiment with bootstrap CIs.")
 
 
 @dataclass
@@ -181,11 +227,8 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
     from rich.text import Text
 
     from xcurate.console import esc
-    from xcurate.datasets.collect import collect
     from xcurate.datasets.domains import get_domain
     from xcurate.datasets.io import save_dataset
-    from xcurate.datasets.policies import load_policy
-    from xcurate.datasets.transitions import TransitionDataset
     from xcurate.diagnostics.report import diagnose
     from xcurate.scoring.base import make_scorer
     from xcurate.scoring.store import Store
@@ -194,35 +237,31 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
     torch.manual_seed(cfg.seed)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
-    src_dom, tgt_dom = get_domain(cfg.source_domain), get_domain(cfg.target_domain)
+    tgt_dom = get_domain(cfg.target_domain)
+    src_dom = get_domain(tgt_dom.robot)
     console.rule(Text.from_markup(f"[bold]xcurate demo[/] ({'fast' if fast else 'default'}): source "
                                   f"{esc(src_dom.name)} -> target {esc(tgt_dom.name)}"))
 
     # 1. collect ---------------------------------------------------------------------------------
     t0 = time.perf_counter()
-    console.print("[bold cyan]1/7 collect[/]: random + medium source, shifted target (builtin policies)",
-                  markup=True)
-    pol = load_policy(cfg.policy, src_dom)
-    parts = [collect(src_dom, "random", cfg.n_random, seed=cfg.seed, progress=False, quality="random"),
-             collect(src_dom, pol, cfg.n_medium, noise=cfg.medium_noise, seed=cfg.seed + 1, progress=False,
-                     quality="medium")]
-    source = TransitionDataset.concat(parts, metadata={**parts[1].metadata, "quality": "random+medium",
-                                                       "parts": [{"quality": p.metadata.get("quality"),
-                                                                  "policy": p.metadata.get("policy"),
-                                                                  "n": len(p)} for p in parts]})
-    source.source = f"demo source ({src_dom.name}, random+medium)"
-    target = collect(tgt_dom, load_policy(cfg.policy, tgt_dom), cfg.n_target, noise=cfg.target_noise,
-                     seed=cfg.seed + 2, progress=False, quality="medium")
+    from xcurate.datasets.planted import planted_case, planted_mujoco
+
+    case = planted_case(tgt_dom.name, prefer="builtin")
+    console.print("[bold cyan]1/7 collect[/]: planted source (medium + expert, half of each in the target's "
+                  "own dynamics), shifted target (builtin policies)", markup=True)
+    target, source = planted_mujoco(case, n_part=cfg.n_part, n_target=cfg.n_target, seed=cfg.seed)
+    source.source = f"demo source ({src_dom.name} + {tgt_dom.name}, planted)"
     target.source = f"demo target ({tgt_dom.name})"
     data_dir = out / "data"
     src_path = save_dataset(source, data_dir / "source.hdf5", config={"demo": "source"})
     tgt_path = save_dataset(target, data_dir / "target.hdf5", config={"demo": "target"})
-    rets = {p.metadata.get("quality"): p.metadata.get("return_mean") for p in parts}
-    console.print(f"  source: {len(source)} transitions ({cfg.n_random} random, mean return "
-                  f"{rets.get('random', float('nan')):.0f}; {cfg.n_medium} medium, mean return "
-                  f"{rets.get('medium', float('nan')):.0f}) -> {src_path}")
-    console.print(f"  target: {len(target)} transitions in {tgt_dom.name} (mean return "
-                  f"{target.metadata.get('return_mean', float('nan')):.0f}) -> {tgt_path}")
+    planted = np.asarray(source.extras["planted"], bool)
+    console.print(f"  source: {len(source)} transitions ({', '.join(p.quality for p in case.source_policies)}; "
+                  f"{int(planted.sum())} collected in {tgt_dom.name}, {int((~planted).sum())} in {src_dom.name}) "
+                  f"-> {src_path}")
+    console.print(f"  target: {len(target)} transitions in {tgt_dom.name} ({case.target_policy.spec}, noise "
+                  f"{case.target_policy.noise}; mean return {target.metadata.get('return_mean', float('nan')):.0f}) "
+                  f"-> {tgt_path}")
     timings["collect"] = time.perf_counter() - t0
 
     # 2. score -----------------------------------------------------------------------------------
@@ -269,12 +308,23 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
                   markup=True)
     curated: dict[str, Path] = {}
     n_kept: dict[str, int] = {}
-    for recipe in ("none", *cfg.recipes):
-        ds, path = curate_to_file(store, recipe, out / "curated" / f"{recipe}.parquet")
+    todo: list[tuple[str, dict[str, Any]]] = [("none", {}), *((r, {}) for r in cfg.recipes)]
+    if cfg.controls:
+        todo.append(("oracle", {"mode": "exact"}))
+    for recipe, opts in todo:
+        ds, path = curate_to_file(store, recipe, out / "curated" / f"{recipe}.parquet", **opts)
         curated[recipe] = path
         keep = ds.extras.get("keep")
         n_kept[recipe] = int(np.asarray(keep, bool).sum()) if keep is not None else len(ds)
         console.print(f"  {recipe:<8} keeps {n_kept[recipe]} / {len(ds)} source rows -> {path}")
+    if cfg.controls:
+        frac = n_kept["oracle"] / len(source)
+        ds, path = curate_to_file(store, "random", out / "curated" / "random.parquet", fraction=frac,
+                                  seed=cfg.seed)
+        curated["random"] = path
+        n_kept["random"] = int(np.asarray(ds.extras["keep"], bool).sum())
+        console.print(f"  {'random':<8} keeps {n_kept['random']} / {len(ds)} source rows (the oracle's fraction, "
+                      f"uniform) -> {path}")
     timings["curate"] = time.perf_counter() - t0
 
     # 5 + 6. train and evaluate --------------------------------------------------------------------
@@ -285,12 +335,14 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
                   f"[bold cyan]6/7 evaluate[/] ({cfg.eval_episodes} episodes in {esc(tgt_dom.name)})", markup=True)
     jobs: list[tuple[str, str | None]] = [("target-only", None), ("unfiltered", str(curated["none"]))]
     jobs += [(r, str(curated[r])) for r in cfg.recipes]
+    if cfg.controls:
+        jobs += [("oracle", str(curated["oracle"])), ("random", str(curated["random"]))]
     results: list[dict[str, Any]] = []
     train_times: dict[str, float] = {}
     for name, src in jobs:
         ts = time.perf_counter()
         spec = RunSpec(target=str(tgt_path), domain=tgt_dom.name, steps=cfg.train_steps, source=src,
-                       variant="iql", overrides=dict(cfg.iql_overrides), seed=cfg.seed, n_seeds=1,
+                       variant="iql", overrides=dict(cfg.iql_overrides), seed=cfg.seed, n_seeds=cfg.n_seeds,
                        eval_every=0, eval_episodes=cfg.eval_episodes, eval_max_steps=cfg.eval_max_steps,
                        log_every=max(1, cfg.train_steps // 10), checkpoint_every=cfg.train_steps)
         summ = train(spec, out / "runs" / name, progress=False)
@@ -298,10 +350,11 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
         results.append({"name": name, "source_rows": 0 if src is None else n_kept[name if name != "unfiltered"
                                                                                    else "none"],
                         "metric": summ.get("metric"), "last_mean": summ.get("last_mean"),
-                        "last_std": summ.get("last_std"), "run": str(out / "runs" / name),
+                        "last_std": summ.get("last_std"), "last_per_seed": summ.get("last_per_seed"),
+                        "run": str(out / "runs" / name),
                         "train_s": train_times[name]})
-        console.print(f"  {name:<12} score {summ.get('last_mean', float('nan')):8.1f}  "
-                      f"({train_times[name]:.1f} s)")
+        console.print(f"  {name:<12} score {summ.get('last_mean', float('nan')):8.1f} ± "
+                      f"{summ.get('last_std', float('nan')):.1f}  ({train_times[name]:.1f} s)")
     timings["train_and_evaluate"] = time.perf_counter() - t0
 
     # 7. diagnose ----------------------------------------------------------------------------------
@@ -313,13 +366,17 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
 
     # summary --------------------------------------------------------------------------------------
     metric = next((r["metric"] for r in results if r.get("metric")), "score")
-    table = Table(title=f"Policies trained on {tgt_dom.name} data ({metric}, {cfg.eval_episodes} episodes)")
-    for c in ("training data", "source rows", "score"):
+    table = Table(title=f"Policies trained on {tgt_dom.name} data ({metric}, {cfg.n_seeds} seeds x "
+                        f"{cfg.eval_episodes} episodes)")
+    for c in ("training data", "source rows", "score (mean ± std over seeds)"):
         table.add_column(c, justify="left" if c == "training data" else "right")
     for r in results:
         sc = r.get("last_mean")
-        table.add_row(r["name"], str(r["source_rows"]), "n/a" if sc is None else f"{sc:.1f}")
+        table.add_row(r["name"], str(r["source_rows"]),
+                      "n/a" if sc is None else f"{sc:.1f} ± {r.get('last_std') or 0.0:.1f}")
     console.print(table)
+    verdict = conclusion(results, cfg.train_steps)
+    console.print(Text.from_markup("[bold]What to conclude[/]: ") + Text(verdict))
     st = Table(title=f"Scorers vs oracle Bellman error ({rep.n_rows} source rows)")
     for c in ("score", "Spearman (aligned)", "verdict"):
         st.add_column(c, justify="right" if c.startswith("Spearman") else "left")
@@ -342,7 +399,7 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
                              config=json.loads(json.dumps(asdict(cfg), default=list)), seed=cfg.seed,
                              timings={**timings, **{f"score.{k}": v for k, v in score_times.items()},
                                       **{f"train.{k}": v for k, v in train_times.items()}},
-                             fast=fast, results=results,
+                             fast=fast, results=results, conclusion=verdict,
                              diagnostics=rep.summary.to_pylist(), curated={k: str(v) for k, v in curated.items()},
                              report=str(rep.markdown), store=str(out / "store"))
     write_json_atomic(out / DEMO_MARKER, manifest)
