@@ -240,13 +240,16 @@ def renormalize(results: list[dict], reference: str, folders: list[Path]) -> lis
         if raw.get("last_return_per_seed") is None:
             raise SystemExit(f"error: {r['task']} / {r['arm']}: no eval.csv with raw returns to re-normalise")
         dom = get_domain(r["task"])
-        last = np.asarray(dom.normalize(np.asarray(raw["last_return_per_seed"], float), reference=reference), float)
+
+        def norm(returns: list[float], dom=dom) -> np.ndarray:
+            return np.asarray(dom.normalize(np.asarray(returns, float), reference=reference), float)
+
+        last = norm(raw["last_return_per_seed"])
         row = {**r, "last_return_per_seed": list(raw["last_return_per_seed"]), "last_per_seed": last.tolist(),
                "last_mean": float(last.mean()), "last_std": float(last.std()), "reference": reference,
                "metric": f"normalized score (reference: {reference})"}
         if raw.get("best_return_per_seed") is not None:  # the best evaluation of each seed, same affine map
-            best = np.asarray(dom.normalize(np.asarray(raw["best_return_per_seed"], float), reference=reference),
-                              float)
+            best = norm(raw["best_return_per_seed"])
             row.update(best_return_per_seed=list(raw["best_return_per_seed"]), best_mean=float(best.mean()),
                        best_std=float(best.std()))
         else:  # a row with stored last returns only: its best is not re-normalised
