@@ -147,10 +147,12 @@ def test_zoo_agent_matches_sb3(shared_dir, agent):
     """Every zoo agent present (22 in ../shared): the numpy actor equals SB3's actor network run in
     float64 to 1e-10 (measured max 3.4e-14), and SB3's float32 ``predict`` up to float32 rounding.
 
-    The README promises <= 6e-6 against ``predict``; on these 64 N(0, 1) observations the
-    measured maximum is 1.7e-5 (sac Hopper; 7.5e-6 tqc HalfCheetah, the rest <= 5.2e-6), all of
-    it SB3's own float32 rounding (``predict`` vs the same network in float64 differs as much),
-    hence the float32 bound 2e-5 and the strict float64 check.
+    On these 64 N(0, 1) observations the measured maximum against ``predict`` is 1.7e-5 on the
+    development machine and 2.9e-5 on CI's (sac Hopper; the rest <= 7.5e-6): the float32 sums of
+    a 256-wide network round differently with the CPU's BLAS kernel. All of it is SB3's own
+    float32 rounding, so the float32 bound is 1e-4 (the same order, with room for another BLAS)
+    and the real check is the float64 one, which also asserts that the float32 gap is rounding:
+    ``predict`` is as far from the float64 network as it is from ours.
     """
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("sb3_contrib")
@@ -168,9 +170,10 @@ def test_zoo_agent_matches_sb3(shared_dir, agent):
     x = p.pipeline(obs, steps)
     ref32, _ = model.predict(x.astype(np.float32), deterministic=True)
     assert a.shape == ref32.shape == (64, p.act_dim)
-    assert np.abs(a - ref32).max() <= 2e-5, (agent, np.abs(a - ref32).max())
+    assert np.abs(a - ref32).max() <= 1e-4, (agent, np.abs(a - ref32).max())
     ref64 = _sb3_actor_float64(model, x)
     assert np.abs(a - ref64).max() <= 1e-10, (agent, np.abs(a - ref64).max())
+    np.testing.assert_allclose(np.abs(ref64 - ref32).max(), np.abs(a - ref32).max(), atol=1e-9)
 
 
 def test_ant_padding_and_ppo_time_feature(shared_dir):
