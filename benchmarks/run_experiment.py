@@ -137,8 +137,11 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
     from xcurate.scoring.store import Store
 
     out = Path(args.out)
-    src_id, tgt_id = ensure_datasets(task, args.source_quality, args.target_quality, args.source_size,
-                                     args.target_size, out)
+    if args.source_file:  # bring your own lake: the files are used as they are (no building, no sizes)
+        src_id, tgt_id = args.source_file, args.target_file
+    else:
+        src_id, tgt_id = ensure_datasets(task, args.source_quality, args.target_quality, args.source_size,
+                                         args.target_size, out)
     store = Store.create(out / "stores" / task, src_id, tgt_id, domain=task)
     settings = parse_scorer_sets(args.scorer_set)
     recipes = [r for r in args.recipes.split(",") if r and r not in CONTROLS]
@@ -413,6 +416,10 @@ def main() -> None:
                         "task's own dynamics, target from another agent; the oracle's exact mode keeps the planted "
                         "rows)")
     p.add_argument("--target-quality", default="medium")
+    p.add_argument("--source-file", help="A source dataset file or id used as it is (one task only; with "
+                                         "--target-file): e.g. a data lake built with `xcurate collect` and "
+                                         "`xcurate datasets combine`. Overrides --source-quality/--source-size.")
+    p.add_argument("--target-file", help="The target dataset file or id for --source-file.")
     p.add_argument("--source-size", type=int, default=1_000_000)
     p.add_argument("--target-size", type=int, default=5_000)
     p.add_argument("--steps", type=int, default=1_000_000)
@@ -441,6 +448,10 @@ def main() -> None:
     p.add_argument("--renormalize", action="store_true",
                    help="With --merge: re-normalise the last scores in --reference from the runs' raw returns.")
     args = p.parse_args()
+    if bool(args.source_file) != bool(args.target_file):
+        p.exit(1, "error: --source-file and --target-file go together\n")
+    if args.source_file and len([t for t in args.tasks.split(",") if t]) != 1:
+        p.exit(1, f"error: --source-file needs exactly one task in --tasks (got {args.tasks!r})\n")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.merge:

@@ -78,6 +78,28 @@ def test_planted_experiment_controls_and_renormalise(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="no eval.csv"):
         mod.renormalize(old, "odrl", [tmp_path / "elsewhere"])
 
+    # bring your own lake: --source-file/--target-file are scored and trained on as they are
+    out2 = tmp_path / "byo"
+    tgt_file = out / "data" / task / "target.parquet"
+    byo = ["run_experiment.py", "--out", str(out2), "--tasks", task, "--source-file",
+           str(out / "data" / task / "source.parquet"), "--target-file", str(tgt_file), "--mode", "static",
+           "--recipes", "none", "--no-controls", "--steps", "20", "--eval-every", "20", "--eval-episodes", "1",
+           "--seeds", "1", "--set", "hidden_dim=16", "--set", "batch_source=16", "--set", "batch_target=16"]
+    monkeypatch.setattr(sys, "argv", byo)
+    mod.main()
+    from xcurate.scoring.store import Store
+
+    st = Store(out2 / "stores" / task)
+    assert st.query("SELECT count(*) AS n FROM transitions").column("n")[0].as_py() == len(src)
+    assert {r["arm"] for r in json.loads((out2 / "results.json").read_text())} == {"target-only", "none"}
+    for bad, msg in ((["--target-file", str(tgt_file)], "go together"),
+                     (["--source-file", str(tgt_file), "--target-file", str(tgt_file), "--tasks", f"{task},hopper"],
+                      "exactly one task")):
+        monkeypatch.setattr(sys, "argv", ["run_experiment.py", "--out", str(tmp_path / "x"), *bad])
+        with pytest.raises(SystemExit) as e:
+            mod.main()
+        assert e.value.code == 1
+
 
 def test_references_best_expert_is_the_best_candidate():
     """``--expert best``: every zoo agent of the robot runs in the domain; J_expert is the best mean."""
