@@ -25,7 +25,7 @@ def _load(name: str):
     return mod
 
 
-def test_planted_experiment_controls_and_renormalise(tmp_path, monkeypatch):
+def test_planted_experiment_controls_and_renormalise(tmp_path, monkeypatch, capsys):
     from xcurate.datasets.domains import get_domain
     from xcurate.datasets.io import load_dataset
 
@@ -96,9 +96,11 @@ def test_planted_experiment_controls_and_renormalise(tmp_path, monkeypatch):
                      (["--source-file", str(tgt_file), "--target-file", str(tgt_file), "--tasks", f"{task},hopper"],
                       "exactly one task")):
         monkeypatch.setattr(sys, "argv", ["run_experiment.py", "--out", str(tmp_path / "x"), *bad])
+        capsys.readouterr()
         with pytest.raises(SystemExit) as e:
             mod.main()
-        assert e.value.code == 1
+        err = capsys.readouterr().err
+        assert e.value.code == 1 and err.startswith("error: ") and msg in err and len(err.splitlines()) == 1
 
 
 def test_references_best_expert_is_the_best_candidate():
