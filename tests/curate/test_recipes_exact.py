@@ -16,7 +16,7 @@ import torch
 
 from xcurate.curate.recipes import RECIPES, curate
 from xcurate.datasets.synthetic import planted_shift
-from xcurate.errors import DataError
+from xcurate.errors import ConfigError, DataError
 from xcurate.scoring.base import ColumnSpec, Scorer
 from xcurate.scoring.store import Store
 
@@ -194,3 +194,118 @@ def test_every_recipe_is_covered():
     missing = set(RECIPES) - covered
     # oracle, random: tests/curate/test_control_recipes.py; auto: tests/scoring/test_holdout_auto.py
     assert missing <= {"oracle", "random", "auto"}, f"recipes without a closed-form test: {sorted(missing)}"
+
+
+# ---- what mutation testing of recipes.py found unguarded (RESULTS.md, "Mutation testing") --------------
+
+@pytest.mark.parametrize("recipe", ["none", "otdf", "igdf", "dvdf", "tabb", "droco", "dara", "sql", "oracle",
+                                    "random"])
+def test_unknown_option_names_the_recipe_and_the_option(store, recipe):
+    with pytest.raises(ConfigError) as e:
+        curate(store, recipe, bogus_option=1)
+    assert str(e.value) == f"recipe {recipe!r}: unknown option(s) ['bogus_option']"
+
+
+@pytest.mark.parametrize(("recipe", "column", "scorer"), [
+    ("tabb", "tbm", "tbm"), ("droco", "ensemble_penalty", "ensemble"), ("dara", "dara_delta_r", "dara"),
+    ("otdf", "ot_score", "ot"), ("igdf", "contrastive_score", "contrastive")])
+def test_missing_column_names_recipe_column_and_scorer(tmp_path, recipe, column, scorer):
+    target, source = planted_shift(n_target=20, n_source=30, obs_dim=3, act_dim=1, seed=2)
+    st = Store.create(tmp_path / "empty", source, target)  # no score run at all
+    with pytest.raises(ConfigError) as e:
+        curate(st, recipe)
+    assert str(e.value).startswith(f"recipe {recipe!r} needs score column {column!r}, which store ")
+    assert f"--scorers {scorer} ..." in str(e.value)
+
+
+def test_tabb_temperature_zero_is_refused_and_recorded_when_valid(store):
+    with pytest.raises(ConfigError, match=r"^tabb: temperature must be > 0, got 0$"):
+        curate(store, "tabb", temperature=0)
+    assert curate(store, "tabb", temperature=0.25).metadata["curation"]["options"] == {"temperature": 0.25}
+
+
+@dataclass
+class FarColumns(HandColumns):
+    """The same columns with tbm shifted by +600: softmax weights must not change (no underflow)."""
+
+    name: ClassVar[str] = "far_columns"
+
+    def score(self, chunk):
+        out = hand_values(chunk.transition_ids)
+        out["tbm"] = out["tbm"] + 600.0
+        return out
+
+
+def test_tabb_weights_are_shift_invariant_at_large_tbm(tmp_path, store):
+    target, source = planted_shift(n_target=60, n_source=80, obs_dim=5, act_dim=2, seed=9)
+    far = Store.create(tmp_path / "far", source, target)
+    far.run(FarColumns(), progress=False)
+    a, b = curate(store, "tabb", temperature=0.5), curate(far, "tabb", temperature=0.5)
+    np.testing.assert_array_equal(a.extras["keep"], b.extras["keep"])
+    assert np.isfinite(b.extras["weight"]).all()
+    np.testing.assert_allclose(b.extras["weight"], a.extras["weight"], rtol=1e-5)
+
+
+def test_sql_options_weights_and_errors(store, vals):
+    src, v = vals
+    ds = curate(store, "sql")
+    assert ds.metadata["curation"]["options"] == {"where": "TRUE", "weight": "1.0"}
+    _check(ds, np.ones(len(src)), np.ones(len(src), bool))
+    # weight 0 on kept rows is allowed (they are then not kept), a NULL where is "not kept", dropped rows weigh 0
+    ds = curate(store, "sql", where="CASE WHEN ot_score > 0 THEN TRUE ELSE NULL END",
+                weight="CASE WHEN contrastive_score > 0.5 THEN 0 ELSE 2 END")
+    ot, cs = v["ot_score"], v["contrastive_score"]
+    keep = np.isfinite(ot) & (np.nan_to_num(ot, nan=-1) > 0) & ~(np.nan_to_num(cs, nan=0) > 0.5)
+    _check(ds, np.where(keep, 2.0, 0.0), keep)
+    with pytest.raises(DataError) as e:
+        curate(store, "sql", weight="CASE WHEN transition_id % 2 = 0 THEN -1 ELSE 0.5 END")
+    n_neg = int((src.transition_ids % 2 == 0).sum())
+    assert str(e.value) == (f"sql recipe: --weight 'CASE WHEN transition_id % 2 = 0 THEN -1 ELSE 0.5 END' "
+                            f"is negative for {n_neg} kept row(s)")
+    for opt, name in (("where", "--where"), ("weight", "--weight")):
+        with pytest.raises(ConfigError, match=rf"^sql recipe: {name} is empty$"):
+            curate(store, "sql", **{opt: "  "})
+        with pytest.raises(ConfigError) as e:
+            curate(store, "sql", **{opt: "true) OR (1=1"})
+        assert str(e.value).startswith(f"sql recipe: {name} 'true) OR (1=1' is not one SQL expression (")
+        assert "  " not in str(e.value)  # DuckDB's multi-line message folded onto one line
+
+
+def test_oracle_selection_defaults():
+    from xcurate.curate.recipes import oracle_selection
+
+    v = np.array([0.5, 0.1, np.nan, 0.3, 0.9, 0.2])
+    w, keep, used = oracle_selection(v)
+    np.testing.assert_array_equal(keep, [False, True, False, True, False, True])  # the lowest half (3 of 5)
+    np.testing.assert_array_equal(w, keep.astype(float))
+    assert used == {"mode": "keep", "fraction": 0.5}
+    _, keep, used = oracle_selection(np.array([0.0, 1e-7, 2e-6]), mode="exact")
+    np.testing.assert_array_equal(keep, [True, True, False])
+    assert used == {"mode": "exact", "tolerance": 1e-6}
+
+
+def test_sql_messages_are_exact(store, vals):
+    import duckdb
+
+    src, _ = vals
+    expr = "true) OR (1=1"
+    try:
+        duckdb.SQLExpression(expr)
+    except duckdb.Error as err:
+        want = " ".join(str(err).split())
+    with pytest.raises(ConfigError) as e:
+        curate(store, "sql", where=expr)
+    assert str(e.value) == f"sql recipe: --where {expr!r} is not one SQL expression ({want[:200]})"
+    w = "CASE WHEN transition_id % 3 = 0 THEN -1 WHEN transition_id % 3 = 1 THEN 0 ELSE 1 END"
+    with pytest.raises(DataError) as e:
+        curate(store, "sql", weight=w)  # zero weights are not negative: only the -1 rows are counted
+    assert str(e.value) == f"sql recipe: --weight {w!r} is negative for {int((src.transition_ids % 3 == 0).sum())} kept row(s)"
+
+
+def test_missing_column_message_names_the_scorer_from_the_registry():
+    from xcurate.curate.recipes import COLUMN_SCORERS, _scorer_of
+
+    # columns that only the registry knows (not in the fallback table) and one that nobody writes
+    assert "transfer_gap" not in COLUMN_SCORERS and _scorer_of("transfer_gap") == "transfer"
+    assert "contrastive_logit" not in COLUMN_SCORERS and _scorer_of("contrastive_logit") == "contrastive"
+    assert _scorer_of("no_such_column") == "<the scorer that writes it>"
