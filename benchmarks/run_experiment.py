@@ -450,7 +450,8 @@ def main() -> None:
     args = p.parse_args()
     if bool(args.source_file) != bool(args.target_file):
         p.exit(1, "error: --source-file and --target-file go together\n")
-    if args.source_file and len([t for t in args.tasks.split(",") if t]) != 1:
+    tasks = [t for t in args.tasks.split(",") if t]
+    if args.source_file and len(tasks) != 1:
         p.exit(1, f"error: --source-file needs exactly one task in --tasks (got {args.tasks!r})\n")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -461,7 +462,7 @@ def main() -> None:
         write_results(out, rows)
         return
     results: list[dict] = []
-    for task in [t for t in args.tasks.split(",") if t]:
+    for task in tasks:
         run_task(task, args, results)
         write_results(out, results)
 

@@ -151,8 +151,8 @@ def test_zoo_agent_matches_sb3(shared_dir, agent):
     development machine and 2.9e-5 on CI's (sac Hopper; the rest <= 7.5e-6): the float32 sums of
     a 256-wide network round differently with the CPU's BLAS kernel. All of it is SB3's own
     float32 rounding, so the float32 bound is 1e-4 (the same order, with room for another BLAS)
-    and the real check is the float64 one, which also asserts that the float32 gap is rounding:
-    ``predict`` is as far from the float64 network as it is from ours.
+    and the real check is the float64 one: with ours within 1e-10 of the float64 network, the
+    float32 gap is ``predict``'s own distance from that network, i.e. its rounding.
     """
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("sb3_contrib")
@@ -173,7 +173,6 @@ def test_zoo_agent_matches_sb3(shared_dir, agent):
     assert np.abs(a - ref32).max() <= 1e-4, (agent, np.abs(a - ref32).max())
     ref64 = _sb3_actor_float64(model, x)
     assert np.abs(a - ref64).max() <= 1e-10, (agent, np.abs(a - ref64).max())
-    np.testing.assert_allclose(np.abs(ref64 - ref32).max(), np.abs(a - ref32).max(), atol=1e-9)
 
 
 def test_ant_padding_and_ppo_time_feature(shared_dir):
