@@ -38,7 +38,8 @@ def curate_cmd(
 ) -> None:
     """Curate the store's source dataset with a recipe and export it (with a manifest)."""
     from xcurate.curate.recipes import curate_to_file
-    from xcurate.datasets.io import check_dataset_output
+    from xcurate.curate.stream import curate_stream
+    from xcurate.datasets.io import check_dataset_output, dataset_destination
     from xcurate.scoring.store import Store
 
     opts = {k: v for k, v in {"proportion": proportion, "xi": xi, "alpha": alpha, "lam": lam,
@@ -49,18 +50,24 @@ def curate_cmd(
         raise ConfigError("--where/--weight are options of --recipe sql")
     st = Store(store)  # input errors first, then the output (before the work)
     check_dataset_output(out, fmt, force=force)
-    ds, path = curate_to_file(st, recipe, out, format=fmt, drop_unkept=drop_unkept, **opts)
-    w, keep = ds.extras["weight"], ds.extras["keep"]
+    if dataset_destination(out, fmt)[1] == "parquet":  # streams the source: bounded memory
+        info, path = curate_stream(st, recipe, out, drop_unkept=drop_unkept, **opts)
+        w, keep, n, extras, md = info["weight"], info["keep"], len(info["keep"]), info["extras"], info["metadata"]
+    else:
+        ds, path = curate_to_file(st, recipe, out, format=fmt, drop_unkept=drop_unkept, **opts)
+        w, keep, n, extras, md = ds.extras["weight"], ds.extras["keep"], len(ds), list(ds.extras), ds.metadata
+        if drop_unkept:  # the table describes the source rows, as the streamed path does
+            keep, n = np.ones(len(ds), bool), md["curation"]["total"]
     t = Table(title=f"curated {recipe} -> {path}")
     for c in ("rows", "kept", "kept %", "weight mean (kept)", "weight min..max (kept)", "columns"):
         t.add_column(c)
     wk = w[keep] if keep.any() else np.zeros(1)
-    t.add_row(str(len(ds)), str(int(keep.sum())), f"{100 * keep.mean():.1f}", f"{wk.mean():.3g}",
-              f"{wk.min():.3g}..{wk.max():.3g}", ", ".join(sorted(ds.extras)))
+    t.add_row(str(n), str(int(keep.sum())), f"{100 * keep.sum() / n:.1f}", f"{wk.mean():.3g}",
+              f"{wk.min():.3g}..{wk.max():.3g}", ", ".join(sorted(extras)))
     console = make_console()
     console.print(t)
     if recipe == "auto":
-        o = ds.metadata["curation"]["options"]
+        o = md["curation"]["options"]
         console.print(f"auto chose {o['chosen_column']} ({o['direction']} is better; held-out AUC "
                       f"{o['holdout_auc']:.3f}) and kept the top {100 * o['keep_fraction']:.1f}%", markup=False,
                       highlight=False)

@@ -196,9 +196,14 @@ def check_read_only_sql(sql: str, what: str = "query") -> None:
                          f"allowed ({kind.name} statement given)")
 
 
+#: Rows per Parquet row group of the store's files: streaming readers (scoring, curation) decode one
+#: row group at a time, so this bounds their memory; DuckDB scans row groups in parallel.
+ROW_GROUP_ROWS = 65_536
+
+
 def _write_parquet(table: pa.Table, path: Path) -> None:
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
 
 def _load_dataset(spec: TransitionDataset | str | Path, what: str) -> tuple[TransitionDataset, str | None]:
