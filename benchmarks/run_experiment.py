@@ -60,8 +60,13 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def ensure_planted(task: str, out: Path, source_size: int, target_size: int, seed: int = 0) -> tuple[str, str]:
+def ensure_planted(task: str, out: Path, source_size: int, target_size: int, seed: int = 0,
+                   lake: bool = False) -> tuple[str, str]:
     """The planted MuJoCo task of ``task`` (:func:`xcurate.datasets.planted.planted_mujoco`), cached.
+
+    With ``lake``: the planted lake (:func:`xcurate.datasets.planted.planted_lake`): 3/4 of the
+    source from the robot's expert in the unshifted robot, 1/4 from the best zoo agent in ``task``
+    (``planted`` = 1), the target from the agent closest to a quarter of that agent's return.
 
     The source has ``source_size`` rows: the case's medium and expert policies (the zoo agents where
     ``../shared`` is present, else the builtin ones), each half in the
@@ -69,15 +74,20 @@ def ensure_planted(task: str, out: Path, source_size: int, target_size: int, see
     ``target_size`` rows from a different agent in ``task``. Written once under ``out/data``.
     """
     from xcurate.datasets.io import save_dataset
-    from xcurate.datasets.planted import planted_case, planted_mujoco
+    from xcurate.datasets.planted import lake_case, planted_case, planted_lake, planted_mujoco
 
-    d = out / "data" / task
+    d = out / ("data-lake" if lake else "data") / task
     src, tgt = d / "source.parquet", d / "target.parquet"
     if not (src.exists() and tgt.exists()):
-        case = planted_case(task)
-        n_part = max(1, source_size // (2 * len(case.source_policies)))
         t0 = time.time()
-        target, source = planted_mujoco(case, n_part=n_part, n_target=target_size, seed=seed)
+        if lake:  # 3/4 source expert in the unshifted robot, 1/4 the best in-domain agent
+            n_in = max(1, source_size // 4)
+            target, source = planted_lake(lake_case(task), n_source=max(1, source_size - n_in), n_indomain=n_in,
+                                          n_target=target_size, seed=seed)
+        else:
+            case = planted_case(task)
+            n_part = max(1, source_size // (2 * len(case.source_policies)))
+            target, source = planted_mujoco(case, n_part=n_part, n_target=target_size, seed=seed)
         d.mkdir(parents=True, exist_ok=True)
         save_dataset(target, tgt)
         save_dataset(source, src)
@@ -92,8 +102,8 @@ def ensure_datasets(task: str, source_q: str, target_q: str, source_size: int, t
     from xcurate.datasets.domains import get_domain
     from xcurate.datasets.suite import SuiteConfig, build_suite
 
-    if source_q == "planted":
-        return ensure_planted(task, out, source_size, target_size)
+    if source_q in ("planted", "lake"):
+        return ensure_planted(task, out, source_size, target_size, lake=source_q == "lake")
     robot = get_domain(task).robot
     if source_q == "mixed":  # the data-lake case: unshifted robot + the robot's shifted domains, 3 policies
         from xcurate.datasets.io import read_manifest
@@ -414,7 +424,10 @@ def main() -> None:
                         "expert policies; provenance per row), or planted: the MuJoCo planted task "
                         "(xcurate.datasets.planted: medium+expert zoo agents, half of the source collected in the "
                         "task's own dynamics, target from another agent; the oracle's exact mode keeps the planted "
-                        "rows)")
+                        "rows), or lake: the planted lake (xcurate.datasets.planted.planted_lake: 3/4 from the "
+                        "robot's expert in the unshifted robot, 1/4 from the best zoo agent in the task's own "
+                        "dynamics, target from the zoo agent closest to a quarter of that agent's return; needs "
+                        "../shared)")
     p.add_argument("--target-quality", default="medium")
     p.add_argument("--source-file", help="A source dataset file or id used as it is (one task only; with "
                                          "--target-file): e.g. a data lake built with `xcurate collect` and "

@@ -45,3 +45,36 @@ def test_seeded_and_bad_input():
     with pytest.raises(ConfigError):
         planted_mujoco("hopper-gravity-0.5", n_part=0)
     assert {c.split("-")[0] for c in DEFAULT_CASES} == {"hopper", "halfcheetah", "walker2d", "ant"}
+
+
+def test_lake_case_picks_agents_by_their_in_domain_returns(shared_dir):
+    from xcurate.datasets.domains import get_domain
+    from xcurate.datasets.planted import LAKE_TARGET_SHARE, lake_case
+
+    case = lake_case("hopper-kinematic-otdf")
+    cand = get_domain("hopper-kinematic-otdf").reference_info["expert_candidates"]
+    algo = {k.split("/")[-3]: v for k, v in cand.items()}
+    src, indomain = (p.spec.split("/")[-3] for p in case.source_policies)
+    tgt = case.target_policy.spec.split("/")[-3]
+    assert src == "trpo"  # the robot's reference expert (trained in the unshifted hopper)
+    others = {a: v for a, v in algo.items() if a != src}
+    assert indomain == max(others, key=others.get)  # the best agent in the target domain
+    rest = {a: v for a, v in others.items() if a != indomain}
+    assert tgt == min(rest, key=lambda a: abs(rest[a] - LAKE_TARGET_SHARE * others[indomain]))
+    assert len({src, indomain, tgt}) == 3 and algo[indomain] > 4 * algo[src]
+    with pytest.raises(ConfigError, match="no in-domain zoo returns"):
+        lake_case("hopper")  # the unshifted robot records no in-domain candidates
+
+
+def test_planted_lake_labels_and_sizes(shared_dir):
+    from xcurate.datasets.planted import planted_lake
+
+    target, source = planted_lake("hopper-kinematic-otdf", n_source=240, n_indomain=80, n_target=60, seed=1)
+    lab = source.extras["planted"].astype(bool)
+    assert len(source) == 320 and lab.sum() == 80 and len(target) == 60
+    gap = np.linalg.norm(replay("hopper-kinematic-otdf", source).next_observations - source.next_observations, axis=1)
+    assert np.nanmax(gap[lab]) < 1e-9  # the in-domain slice follows the target's dynamics
+    assert np.nanmedian(gap[~lab]) > 1e-3  # the source expert's rows do not
+    assert source.metadata["planted_case"]["kind"] == "lake" and not (np.diff(lab.astype(int)) >= 0).all()
+    with pytest.raises(ConfigError, match="must be positive"):
+        planted_lake("hopper-kinematic-otdf", n_indomain=0)

@@ -165,3 +165,98 @@ def planted_mujoco(case: PlantedCase | str, n_part: int = 1000, n_target: int = 
                      quality=tp.quality)
     target.source = f"<planted target {case.target_domain}>"
     return target, src
+
+
+# ------------------------------------------------------------------------------------- lakes
+#: Share of the in-domain agent's return that the target's agent should reach ("medium" data).
+LAKE_TARGET_SHARE = 0.25
+
+
+def _zoo_spec(recorded: str) -> str | None:
+    """A references.json policy spec (``sb3:shared/policies/...``) resolved against ``../shared``."""
+    from xcurate.utils import shared_dir
+
+    sd = shared_dir()
+    prefix = "sb3:shared/"
+    if sd is None or not recorded.startswith(prefix):
+        return None
+    path = sd / recorded[len(prefix):]
+    return f"sb3:{path}" if path.is_file() else None
+
+
+def lake_case(target_domain: str, noise: float = 0.1) -> PlantedCase:
+    """A planted *lake* case: the source mixes a source expert and a better in-domain agent.
+
+    Picked from the in-domain returns of every zoo agent that ``references.json`` records for the
+    domain (``expert_candidates``, measured by ``benchmarks/measure_references.py --expert best``):
+
+    * ``source_policies[0]``: the robot's own reference expert, collected in the *unshifted* robot
+      (its data look excellent there, and its behaviour transfers badly where the shift binds);
+    * ``source_policies[1]``: the best agent *in the target domain* (not the source expert),
+      collected in the target domain: the slice that curation should find (``planted = 1``);
+    * ``target_policy``: the remaining agent whose in-domain return is closest to
+      :data:`LAKE_TARGET_SHARE` of the best one (a "medium" target dataset).
+
+    Raises:
+        ConfigError: ``../shared/policies`` absent, or the domain has no recorded candidates.
+    """
+    from xcurate.datasets.domains import get_domain
+
+    dom = get_domain(target_domain)
+    cand = (dom.reference_info or {}).get("expert_candidates")
+    src_exp = (get_domain(dom.robot).reference_info or {}).get("expert_policy")
+    if not cand or not src_exp:
+        raise ConfigError(f"lake case {target_domain!r}: references.json records no in-domain zoo returns for it "
+                          "(run benchmarks/measure_references.py --expert best --domains "
+                          f"{target_domain} --merge)")
+    specs = {k: _zoo_spec(k) for k in [*cand, src_exp]}
+    if any(v is None for v in specs.values()):
+        raise ConfigError(f"lake case {target_domain!r} needs the sb3-zoo agents of ../shared/policies")
+    others = {k: v for k, v in cand.items() if k != src_exp}
+    best = max(others, key=others.get)
+    rest = {k: v for k, v in others.items() if k != best}
+    if not rest:
+        raise ConfigError(f"lake case {target_domain!r}: needs at least 3 zoo agents")
+    goal = LAKE_TARGET_SHARE * others[best]
+    tgt = min(rest, key=lambda k: abs(rest[k] - goal))
+    return PlantedCase(target_domain,
+                       [PolicyPart(specs[src_exp], noise, "expert"), PolicyPart(specs[best], noise, "expert")],
+                       PolicyPart(specs[tgt], noise, "medium"))
+
+
+def planted_lake(case: PlantedCase | str, n_source: int = 15_000, n_indomain: int = 5_000, n_target: int = 2_000,
+                 seed: int = 0, progress: bool = False) -> tuple[TransitionDataset, TransitionDataset]:
+    """Collect a planted lake (:func:`lake_case`): ``n_source`` rows of the source expert in the
+    unshifted robot, ``n_indomain`` rows of the in-domain agent in the target domain (``planted = 1``),
+    and ``n_target`` target rows of the medium agent.
+
+    Rows are shuffled (seeded); ``source.metadata["planted_case"]`` describes the case.
+
+    Returns:
+        (target, source).
+    """
+    from xcurate.datasets.collect import collect
+
+    if isinstance(case, str):
+        case = lake_case(case)
+    if min(n_source, n_indomain, n_target) <= 0:
+        raise ConfigError(f"n_source, n_indomain and n_target must be positive, got {n_source}, {n_indomain}, "
+                          f"{n_target}")
+    parts = []
+    for pol, dom, n in ((case.source_policies[0], case.robot, n_source),
+                        (case.source_policies[1], case.target_domain, n_indomain)):
+        parts.append(collect(dom, pol.spec, n, noise=pol.noise, seed=_seed(seed, dom, pol.spec, "lake"),
+                             progress=progress, quality=pol.quality))
+    src = TransitionDataset.concat(parts)
+    src.extras["planted"] = np.concatenate([np.zeros(len(parts[0]), np.int8), np.ones(len(parts[1]), np.int8)])
+    src = src.select(np.random.default_rng(seed).permutation(len(src)))
+    src.metadata = {**src.metadata, "domain": case.robot, "planted_case": {
+        "kind": "lake", "target_domain": case.target_domain, "robot": case.robot, "seed": seed,
+        "n_source": n_source, "n_indomain": n_indomain, "source_policies": [vars(p) for p in case.source_policies],
+        "target_policy": vars(case.target_policy)}}
+    src.source = f"<planted lake {case.target_domain}>"
+    tp = case.target_policy
+    target = collect(case.target_domain, tp.spec, n_target, noise=tp.noise,
+                     seed=_seed(seed, "target", case.target_domain, tp.spec), progress=progress, quality=tp.quality)
+    target.source = f"<planted lake target {case.target_domain}>"
+    return target, src
