@@ -103,6 +103,19 @@ def test_planted_experiment_controls_and_renormalise(tmp_path, monkeypatch, caps
         assert e.value.code == 1 and err.startswith("error: ") and msg in err and len(err.splitlines()) == 1
 
 
+def test_lake_source_quality_builds_the_planted_lake(tmp_path, shared_dir):
+    from xcurate.datasets.io import load_dataset
+
+    mod = _load("run_experiment")
+    src, tgt = mod.ensure_datasets("hopper-kinematic-otdf", "lake", "medium", 200, 50, tmp_path)
+    source, target = load_dataset(src), load_dataset(tgt)
+    assert Path(src).parent.parent.name == "data-lake"  # not the cache of --source-quality planted
+    assert len(source) == 200 and int(source.extras["planted"].sum()) == 50 and len(target) == 50
+    case = source.metadata["planted_case"]
+    assert case["kind"] == "lake" and case["n_indomain"] == 50 and case["n_source"] == 150
+    assert mod.ensure_datasets("hopper-kinematic-otdf", "lake", "medium", 200, 50, tmp_path) == (src, tgt)  # cached
+
+
 def test_references_best_expert_is_the_best_candidate():
     """``--expert best``: every zoo agent of the robot runs in the domain; J_expert is the best mean."""
     from xcurate.utils import shared_dir
