@@ -171,12 +171,16 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
               # static mode trains plain IQL on every curated file, also where the recipe wrote columns
               # (penalty, delta_r) that only its paper variant reads
               "force_variant": args.mode == "static"}
+    # static source arms (and the controls): the curated source reaches Q and V only (iql) or also the
+    # actor (iql-actor); without the actor, curation can only change the critic
+    static = "iql-actor" if args.source_in == "critic_actor" else "iql"
     arms: list[tuple[str, str | None, str]] = [("target-only", None, "iql")]
     for recipe in dict.fromkeys(["none", *recipes]):  # the unfiltered baseline once, then each recipe
         path = out / "curated" / task / f"{recipe}.parquet"
         if not path.exists():
             curate_to_file(store, recipe, path)
-        variant = PAPER_VARIANT[recipe] if args.mode == "paper" else "iql"
+        variant = PAPER_VARIANT[recipe] if args.mode == "paper" else static
+        variant = static if variant == "iql" else variant  # plain IQL arms (none, sql, ...) follow --source-in
         arms.append((recipe, str(path), variant))
     if controls:
         cur = out / "curated" / task
@@ -192,7 +196,7 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
         if not rpath.exists():
             curate_to_file(store, "random", rpath, fraction=frac, seed=args.random_seed)
         log(f"{task}: oracle keeps {100 * frac:.1f}% of the source; random keeps the same fraction")
-        arms += [("oracle", str(opath), "iql"), ("random", str(rpath), "iql")]
+        arms += [("oracle", str(opath), static), ("random", str(rpath), static)]
     for name, source, variant in arms:
         run_dir = out / "runs" / task / name
         t0 = time.time()
@@ -439,6 +443,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--source-in", choices=["critic", "critic_actor"], default="critic_actor",
+                   help="Static mode and the controls: the source rows train Q and V only (variant iql) or also "
+                        "the actor (variant iql-actor, the default; what the unfiltered IQL baselines of ODRL "
+                        "and OTDF do). Results before 2026-12-03 used critic.")
     p.add_argument("--set", action="append", default=[], help="IQLConfig override key=value (repeatable).")
     p.add_argument("--scorer-set", action="append", default=[], help="SCORER.SETTING=VALUE (repeatable).")
     p.add_argument("--progress", action="store_true", help="Show training progress bars.")

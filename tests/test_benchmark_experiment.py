@@ -52,6 +52,12 @@ def test_planted_experiment_controls_and_renormalise(tmp_path, monkeypatch, caps
 
     rows = json.loads((out / "results.json").read_text())
     assert {r["arm"] for r in rows} == {"target-only", "none", "oracle", "random"}
+    # the source reaches the actor in every source arm (--source-in critic_actor, the default)
+    assert {r["arm"]: r["variant"] for r in rows} == {"target-only": "iql", "none": "iql-actor",
+                                                      "oracle": "iql-actor", "random": "iql-actor"}
+    for arm in ("none", "oracle"):
+        conf = json.loads((out / "runs" / task / arm / "config.json").read_text())
+        assert '"source_in": "critic_actor"' in json.dumps(conf)
     for r in rows:
         assert r["reference"] == "measured" and len(r["last_return_per_seed"]) == 2
         np.testing.assert_allclose(get_domain(task).normalize(np.array(r["last_return_per_seed"])),
