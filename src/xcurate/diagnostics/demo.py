@@ -54,6 +54,7 @@ class DemoConfig:
     scorer_settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-scorer settings
     recipes: tuple[str, ...] = ("otdf", "igdf", "tabb")  # curation recipes trained besides the baselines
     controls: bool = True  # also train the oracle (exact: the planted rows) and random (same fraction) arms
+    source_variant: str = "iql-actor"  # variant of the source arms: the curated source trains Q, V and the actor ("iql": Q and V only)
     train_steps: int = 2_000  # IQL updates per training run
     n_seeds: int = 3  # training seeds per arm (one process, batched); the summary reports mean +- std
     iql_overrides: dict[str, str] = field(default_factory=dict)  # IQLConfig key=value overrides
@@ -346,7 +347,8 @@ def _run(cfg: DemoConfig, out: Path, fast: bool, console: Any) -> DemoResult:
     for name, src in jobs:
         ts = time.perf_counter()
         spec = RunSpec(target=str(tgt_path), domain=tgt_dom.name, steps=cfg.train_steps, source=src,
-                       variant="iql", overrides=dict(cfg.iql_overrides), seed=cfg.seed, n_seeds=cfg.n_seeds,
+                       variant="iql" if src is None else cfg.source_variant, overrides=dict(cfg.iql_overrides),
+                       seed=cfg.seed, n_seeds=cfg.n_seeds,
                        eval_every=0, eval_episodes=cfg.eval_episodes, eval_max_steps=cfg.eval_max_steps,
                        log_every=max(1, cfg.train_steps // 10), checkpoint_every=cfg.train_steps)
         summ = train(spec, out / "runs" / name, progress=False)
