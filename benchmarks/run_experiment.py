@@ -180,7 +180,7 @@ def run_task(task: str, args: argparse.Namespace, results: list[dict]) -> None:
         if not path.exists():
             curate_to_file(store, recipe, path)
         variant = PAPER_VARIANT[recipe] if args.mode == "paper" else static
-        variant = static if variant == "iql" else variant  # plain IQL arms (none, sql, ...) follow --source-in
+        variant = static if variant in ("iql", "iql-actor") else variant  # plain IQL arms follow --source-in
         arms.append((recipe, str(path), variant))
     if controls:
         cur = out / "curated" / task

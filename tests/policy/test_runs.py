@@ -247,8 +247,11 @@ def test_variant_defaults_to_the_curated_files_paper_variant(tmp_path, hopper_li
     conf = json.loads((tmp_path / "r" / "config.json").read_text())
     assert conf["spec"]["variant"] == "droco" and conf["iql"]["source_target"] == "droco"
     train(_spec(target=str(t), source=str(s), steps=10), tmp_path / "r", progress=False)  # resumes: same config
-    train(_spec(steps=10), tmp_path / "plain", target=target, source=source, progress=False)  # uncurated: iql
-    assert json.loads((tmp_path / "plain" / "config.json").read_text())["spec"]["variant"] == "iql"
+    train(_spec(steps=10), tmp_path / "plain", target=target, source=source, progress=False)  # uncurated
+    conf = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert conf["spec"]["variant"] == "iql-actor" and conf["iql"]["source_in"] == "critic_actor"
+    train(_spec(steps=10), tmp_path / "alone", target=target, progress=False)  # no source: plain iql
+    assert json.loads((tmp_path / "alone" / "config.json").read_text())["spec"]["variant"] == "iql"
 
 
 @pytest.mark.parametrize(("recipe", "variant"), [("droco", "iql"), ("dara", "iql"), ("droco", "dara"),

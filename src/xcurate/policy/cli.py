@@ -42,7 +42,7 @@ def train_cmd(
                                                   help="Also evaluate in this domain (e.g. the source domain)."),
     variant: str | None = typer.Option(None, "--variant",
                                        help="iql | iql-actor | otdf | igdf | dvdf | tabb | droco | dara "
-                                            "(default: the curated file's paper_variant; iql without one)"),
+                                            "(default: the curated file's paper_variant; iql-actor for a source without one, iql without a source)"),
     force_variant: bool = typer.Option(False, "--force-variant",
                                        help="Train even if the variant ignores what the curation wrote."),
     sets: list[str] | None = typer.Option(None, "--set", help="IQLConfig override key=value (repeatable)."),

@@ -44,7 +44,7 @@ class RunSpec:
     steps: int  # gradient updates
     source: str | None = None  # curated source dataset path or id; None trains on target only
     variant: str | None = None  # method preset (xcurate.policy.iql.VARIANTS); None: the curated file's
-    #   recorded paper_variant (metadata["curation"]), or "iql" for an uncurated source / no source
+    #   recorded paper_variant (metadata["curation"]), or "iql-actor" for an uncurated source, "iql" without one
     overrides: dict[str, str] = field(default_factory=dict)  # IQLConfig key=value overrides
     seed: int = 0  # first seed
     n_seeds: int = 1  # seeds trained together in one process
@@ -94,10 +94,12 @@ _INERT_UNLESS: dict[str, tuple[str, Any]] = {
 
 
 def resolve_variant(variant: str | None, source: TransitionDataset | None) -> str:
-    """The variant to train: ``variant``, else the curated file's ``paper_variant``, else ``"iql"``."""
+    """The variant to train: ``variant``, else the curated file's ``paper_variant``, else ``"iql-actor"``
+    for a source without one (the source reaches the actor, as in the curated files' default) and
+    ``"iql"`` without a source."""
     if variant is not None:
         return variant
-    return str(curation_of(source).get("paper_variant") or "iql")
+    return str(curation_of(source).get("paper_variant") or ("iql" if source is None else "iql-actor"))
 
 
 def check_curation_effect(cfg: IQLConfig, variant: str, source: TransitionDataset | None, force: bool) -> None:
