@@ -203,7 +203,8 @@ def lake_case(target_domain: str, noise: float = 0.1) -> PlantedCase:
     from xcurate.datasets.domains import get_domain
 
     dom = get_domain(target_domain)
-    cand = (dom.reference_info or {}).get("expert_candidates")
+    cand = {k: v for k, v in ((dom.reference_info or {}).get("expert_candidates") or {}).items()
+            if k.startswith("sb3:shared/")}  # zoo agents only (builtin candidates are not lake parts)
     src_exp = (get_domain(dom.robot).reference_info or {}).get("expert_policy")
     if not cand or not src_exp:
         raise ConfigError(f"lake case {target_domain!r}: references.json records no in-domain zoo returns for it "
