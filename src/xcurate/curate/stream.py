@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from xcurate.datasets.transitions import TransitionDataset
-from xcurate.errors import ConfigError, DataError
+from xcurate.errors import ConfigError, DataError, StoreError
 
 #: Source rows per streamed batch.
 BATCH_ROWS = 65_536
@@ -147,11 +147,9 @@ def curate_stream(store: Any, recipe: str, out: str | os.PathLike, drop_unkept: 
         DataError: the recipe keeps no row or gives invalid weights.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    from xcurate.curate.recipes import PAPER_VARIANT, RECIPES, _open_store
-    from xcurate.datasets.io import FORMAT_TAG, _jsonable, _to_arrow, dataset_destination, manifest_path
-    from xcurate.utils import atomic_path, make_manifest, write_json_atomic
+    from xcurate.curate.recipes import RECIPES, _open_store
+    from xcurate.datasets.io import dataset_destination
 
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose from {', '.join(RECIPES)}")
@@ -163,6 +161,24 @@ def curate_stream(store: Any, recipe: str, out: str | os.PathLike, drop_unkept: 
     t0 = time.time()
     st = _open_store(store)
     spath = st.dir / "transitions.parquet"
+    try:
+        return _curate_stream(st, spath, recipe, dest, drop_unkept, batch_rows, t0, options)
+    except pa.ArrowInvalid as e:  # a truncated or corrupt Parquet file
+        msg = " ".join(str(e).split())[:200] or type(e).__name__
+        raise StoreError(f"{spath}: damaged source table, cannot read it as Parquet ({msg}); re-create the "
+                         "store") from None
+
+
+def _curate_stream(st: Any, spath: Path, recipe: str, dest: Path, drop_unkept: bool, batch_rows: int, t0: float,
+                   options: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The body of :func:`curate_stream` (its Parquet read errors become one :class:`StoreError`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from xcurate.curate.recipes import PAPER_VARIANT, RECIPES
+    from xcurate.datasets.io import FORMAT_TAG, _jsonable, _to_arrow, manifest_path
+    from xcurate.utils import atomic_path, make_manifest, write_json_atomic
+
     src = SourceIndex.of_store(spath, batch_rows)
     try:
         w, keep, cols, used = RECIPES[recipe](st, src, **options)
