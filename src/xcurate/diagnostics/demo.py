@@ -66,7 +66,7 @@ class DemoConfig:
 
     @classmethod
     def default(cls, seed: int = 0) -> DemoConfig:
-        """The default demo (about 11 minutes on a 2-core CPU: measured 656 s in a fresh clone, 563 s of it training)."""
+        """The default demo (about 12-15 minutes on a 2-core CPU: 656 s measured quietly with `iql` source arms; 1339 s under load with `iql-actor`)."""
         h = [128, 128]
         return cls(seed=seed, scorer_settings={
             "contrastive": {"steps": 1000, "hidden": h},
@@ -216,7 +216,7 @@ def run_demo(out: str | Path | None = None, fast: bool = False, force: bool = Fa
     torch.set_num_threads(max(1, cfg.torch_threads))
     if config is None:  # the measured wall time of the two built-in sizes, so nobody waits blind
         console.print("[dim]expected time on a 2-core CPU: "
-                      + ("under 2 minutes" if fast else "about 11 minutes, 9 of them training 21 policies "
+                      + ("under 2 minutes" if fast else "about 12-15 minutes, most of them training 21 policies "
                          "(xcurate demo --fast: under 2 minutes)") + "[/]", markup=True)
     try:
         return _run(cfg, out, fast, console)
