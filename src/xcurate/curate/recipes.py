@@ -375,6 +375,41 @@ PAPER_VARIANT = {"none": "iql-actor", "otdf": "otdf", "igdf": "igdf", "dvdf": "d
                  "random": "iql-actor", "auto": "iql-actor"}
 
 
+def apply_recipe(st: Any, src: Any, recipe: str, options: dict[str, Any],
+                 t0: float) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Run a recipe on a store; return its output columns and the ``metadata["curation"]`` record.
+
+    ``src`` is the source dataset or anything with its ``transition_ids``, ``rewards`` and length
+    (:class:`xcurate.curate.stream.SourceIndex`). The columns are ``weight`` (float32, 0 where not
+    kept), ``keep`` (rows with a finite weight > 0) and the recipe's own columns (float32).
+    """
+    try:
+        w, keep, cols, used = RECIPES[recipe](st, src, **options)
+    except TypeError as e:
+        raise ConfigError(f"recipe {recipe!r}: bad options ({e})") from None
+    w = np.asarray(w, dtype=np.float64)
+    keep = np.asarray(keep, bool) & np.isfinite(w) & (w > 0)
+    if not keep.any():
+        raise DataError(f"recipe {recipe!r} on store {st.dir} keeps no transition (all weights zero)")
+    columns = {"weight": np.where(keep, w, 0.0).astype(np.float32), "keep": keep}
+    columns.update({name: np.asarray(a, dtype=np.float32) for name, a in cols.items()})
+    runs = {name: m.get("run_id") for name, m in st.current_runs().items()}
+    curation = {"recipe": recipe, "options": used, "store": str(st.dir), "store_runs": runs,
+                "kept": int(keep.sum()), "total": len(src), "paper_variant": PAPER_VARIANT[recipe],
+                "seconds": round(time.time() - t0, 3)}
+    return columns, curation
+
+
+def curation_inputs(st: Any) -> dict[str, str]:
+    """The manifest inputs of a curated file: the store's ``store.json`` and the score files used."""
+    inputs = {"store": str(st.dir / "store.json")}
+    for name, m in st.current_runs().items():
+        p = st.dir / "runs" / m["run_id"] / "scores.parquet"
+        if p.exists():
+            inputs[f"scores:{name}"] = str(p)
+    return inputs
+
+
 def curate(store: Any, recipe: str, drop_unkept: bool = False, **options: Any) -> TransitionDataset:
     """Apply a recipe to a score store's source dataset.
 
@@ -400,24 +435,12 @@ def curate(store: Any, recipe: str, drop_unkept: bool = False, **options: Any) -
     t0 = time.time()
     st = _open_store(store)
     src = st.load_source()
-    try:
-        w, keep, cols, used = RECIPES[recipe](st, src, **options)
-    except TypeError as e:
-        raise ConfigError(f"recipe {recipe!r}: bad options ({e})") from None
-    w = np.asarray(w, dtype=np.float64)
-    keep = np.asarray(keep, bool) & np.isfinite(w) & (w > 0)
-    if not keep.any():
-        raise DataError(f"recipe {recipe!r} on store {st.dir} keeps no transition (all weights zero)")
+    columns, curation = apply_recipe(st, src, recipe, options, t0)
     extras = dict(src.extras)
-    extras["weight"] = np.where(keep, w, 0.0).astype(np.float32)
-    extras["keep"] = keep
-    for name, arr in cols.items():
-        extras[name] = np.asarray(arr, dtype=np.float32)
-    runs = {name: m.get("run_id") for name, m in st.current_runs().items()}
+    extras.update(columns)
     md = dict(src.metadata)
-    md["curation"] = {"recipe": recipe, "options": used, "store": str(st.dir), "store_runs": runs,
-                      "kept": int(keep.sum()), "total": len(src), "paper_variant": PAPER_VARIANT[recipe],
-                      "seconds": round(time.time() - t0, 3)}
+    md["curation"] = curation
+    keep = columns["keep"]
     out = TransitionDataset(
         observations=src.observations, actions=src.actions, rewards=src.rewards,
         next_observations=src.next_observations, terminals=src.terminals, timeouts=src.timeouts,
@@ -435,11 +458,6 @@ def curate_to_file(store: Any, recipe: str, out: str | os.PathLike, format: str 
 
     st = _open_store(store)
     ds = curate(st, recipe, drop_unkept=drop_unkept, **options)
-    inputs = {"store": str(st.dir / "store.json")}
-    for name, m in st.current_runs().items():
-        p = st.dir / "runs" / m["run_id"] / "scores.parquet"
-        if p.exists():
-            inputs[f"scores:{name}"] = str(p)
-    path = save_dataset(ds, out, format=format, inputs=inputs,
+    path = save_dataset(ds, out, format=format, inputs=curation_inputs(st),
                         config={"kind": "curated", **ds.metadata["curation"], "drop_unkept": drop_unkept})
     return ds, path

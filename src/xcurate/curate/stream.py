@@ -175,27 +175,16 @@ def _curate_stream(st: Any, spath: Path, recipe: str, dest: Path, drop_unkept: b
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from xcurate.curate.recipes import PAPER_VARIANT, RECIPES
+    from xcurate.curate.recipes import apply_recipe, curation_inputs
     from xcurate.datasets.io import FORMAT_TAG, _jsonable, _to_arrow, manifest_path
     from xcurate.utils import atomic_path, make_manifest, write_json_atomic
 
     src = SourceIndex.of_store(spath, batch_rows)
-    try:
-        w, keep, cols, used = RECIPES[recipe](st, src, **options)
-    except TypeError as e:
-        raise ConfigError(f"recipe {recipe!r}: bad options ({e})") from None
-    w = np.asarray(w, dtype=np.float64)
-    keep = np.asarray(keep, bool) & np.isfinite(w) & (w > 0)
-    if not keep.any():
-        raise DataError(f"recipe {recipe!r} on store {st.dir} keeps no transition (all weights zero)")
-    arrays = {"weight": np.where(keep, w, 0.0).astype(np.float32), "keep": keep}
-    arrays.update({name: np.asarray(a, dtype=np.float32) for name, a in cols.items()})
-    runs = {name: m.get("run_id") for name, m in st.current_runs().items()}
+    arrays, curation = apply_recipe(st, src, recipe, options, t0)
+    keep = arrays["keep"]
     first = next(_batches(spath, 1))[1]  # the source's metadata and extras (one row)
     md = dict(first.metadata)
-    md["curation"] = {"recipe": recipe, "options": used, "store": str(st.dir), "store_runs": runs,
-                      "kept": int(keep.sum()), "total": len(src), "paper_variant": PAPER_VARIANT[recipe],
-                      "seconds": round(time.time() - t0, 3)}
+    md["curation"] = curation
     extras = [*first.extras, *(a for a in arrays if a not in first.extras)]
     cuts = None
     if drop_unkept:
@@ -243,12 +232,7 @@ def _curate_stream(st: Any, spath: Path, recipe: str, dest: Path, drop_unkept: b
                 writer.close()
         fingerprint = _fingerprint(tmp, names, rows, batch_rows)
     config = {"kind": "curated", **md["curation"], "drop_unkept": drop_unkept, "streamed": True}
-    inputs = {"store": str(st.dir / "store.json")}
-    for name, m in st.current_runs().items():
-        p = st.dir / "runs" / m["run_id"] / "scores.parquet"
-        if p.exists():
-            inputs[f"scores:{name}"] = str(p)
-    man = make_manifest("dataset", inputs=inputs, config={"format": "parquet", **config},
+    man = make_manifest("dataset", inputs=curation_inputs(st), config={"format": "parquet", **config},
                         seed=md.get("seed") if isinstance(md.get("seed"), int) else None,
                         transitions=rows, episodes=len(episodes), obs_dim=obs_dim, act_dim=act_dim,
                         columns=sorted(names), fingerprint=fingerprint, metadata=_jsonable(md))
