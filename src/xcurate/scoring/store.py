@@ -197,7 +197,7 @@ def check_read_only_sql(sql: str, what: str = "query") -> None:
 
 
 #: Rows per Parquet row group of the store's files: streaming readers (scoring, curation) decode one
-#: row group at a time, so this bounds their memory; DuckDB scans row groups in parallel.
+#: row group at a time (the peak RSS barely moved with it, RESULTS "Streaming curation"); DuckDB scans row groups in parallel.
 ROW_GROUP_ROWS = 65_536
 
 
