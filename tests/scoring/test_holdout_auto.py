@@ -81,9 +81,16 @@ def test_auto_picks_the_best_holdout_column_and_records_it(data, tmp_path):
     st.run(make_scorer("knn"), progress=False, holdout=0.2)
     st.run(make_scorer("ot", chunk=600), progress=False, holdout=0.2)
     sig = [r for r in holdout_signal(st).to_pylist()]
-    ds = curate(st, "auto")
+    # default: the usable column that agrees most with the other scorer
+    ds_c = curate(st, "auto")
+    oc = ds_c.metadata["curation"]["options"]
+    usable = [r for r in sig if r["holdout_auc"] >= 0.55]
+    top = min(usable, key=lambda r: (-r["consensus"], -r["holdout_auc"], r["column"]))
+    assert oc["signal_used"] == "consensus" and oc["chosen_column"] == top["column"]
+    assert oc["consensus"] == pytest.approx(top["consensus"]) and np.isfinite(top["consensus"])
+    ds = curate(st, "auto", signal="holdout_auc")
     o = ds.metadata["curation"]["options"]
-    assert o["chosen_column"] == sig[0]["column"]
+    assert o["chosen_column"] == sig[0]["column"] and o["signal_used"] == "holdout_auc"
     assert o["holdout_auc"] == pytest.approx(sig[0]["holdout_auc"])
     assert {e["column"] for e in o["evidence"]} == {r["column"] for r in sig}
     keep = ds.extras["keep"]
@@ -112,6 +119,11 @@ def test_holdout_bad_input(data, tmp_path):
     st.run(make_scorer("knn"), progress=False, holdout=0.2)
     with pytest.raises(ConfigError, match="no usable column"):
         curate(st, "auto", min_auc=0.999)
+    with pytest.raises(ConfigError, match="signal 'best'"):
+        curate(st, "auto", signal="best")
+    # one scorer: consensus is undefined and the held-out AUC decides
+    o = curate(st, "auto").metadata["curation"]["options"]
+    assert o["signal"] == "consensus" and o["signal_used"] == "holdout_auc"
 
 
 def test_cli_holdout_diagnose_and_auto(data, tmp_path, run_cli):
@@ -137,3 +149,17 @@ def test_cli_holdout_diagnose_and_auto(data, tmp_path, run_cli):
     assert "auto chose knn_" in out
     man = json.loads((tmp_path / "c.parquet.manifest.json").read_text())
     assert man["config"]["options"]["chosen_column"].startswith("knn_")
+    # a second scorer: consensus is defined, the report shows it, --signal picks another signal
+    code, _, err = run_cli(["score", "--source", sp, "--target", tp, "--scorers", "ot", "--store", store,
+                            "--holdout", "0.2", "--no-progress"])
+    assert code == 0, err
+    code, _, err = run_cli(["diagnose", "--store", store, "--against", "holdout", "--out", tmp_path / "rep2"])
+    assert code == 0, err
+    assert "consensus" in (tmp_path / "rep2" / "report.md").read_text()
+    code, out, err = run_cli(["curate", "--store", store, "--recipe", "auto", "--signal", "matched_win",
+                              "--out", tmp_path / "m.parquet"])
+    assert code == 0, err
+    assert "by matched_win" in out
+    code, _, err = run_cli(["curate", "--store", store, "--recipe", "auto", "--signal", "vibes",
+                            "--out", tmp_path / "v.parquet"])
+    assert code == 1 and err.count("error:") == 1 and "signal 'vibes'" in err and "Traceback" not in err

@@ -33,6 +33,8 @@ def curate_cmd(
                                            help="oracle: keep | weight | both | exact (keep)."),
     tolerance: float | None = typer.Option(None, "--tolerance", help="oracle exact: largest gap counted as 0 (1e-6)."),
     seed: int | None = typer.Option(None, "--seed", help="random: seed of the uniform choice (0)."),
+    signal: str | None = typer.Option(None, "--signal", help="auto: consensus | holdout_auc | matched_win: "
+                                      "the label-free signal that picks the column (consensus)."),
     drop_unkept: bool = typer.Option(False, "--drop-unkept", help="Write only kept rows."),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset at --out."),
 ) -> None:
@@ -45,7 +47,8 @@ def curate_cmd(
     opts = {k: v for k, v in {"proportion": proportion, "xi": xi, "alpha": alpha, "lam": lam,
                                "temperature": temperature, "eta": eta, "column": column,
                                "h_column": h_column, "where": where, "weight": weight, "fraction": fraction,
-                               "mode": oracle_mode, "tolerance": tolerance, "seed": seed}.items() if v is not None}
+                               "mode": oracle_mode, "tolerance": tolerance, "seed": seed,
+                               "signal": signal}.items() if v is not None}
     if recipe != "sql" and ("where" in opts or "weight" in opts):
         raise ConfigError("--where/--weight are options of --recipe sql")
     st = Store(store)  # input errors first, then the output (before the work)
@@ -68,9 +71,9 @@ def curate_cmd(
     console.print(t)
     if recipe == "auto":
         o = md["curation"]["options"]
-        console.print(f"auto chose {o['chosen_column']} ({o['direction']} is better; held-out AUC "
-                      f"{o['holdout_auc']:.3f}) and kept the top {100 * o['keep_fraction']:.1f}%", markup=False,
-                      highlight=False)
+        console.print(f"auto chose {o['chosen_column']} by {o['signal_used']} ({o['direction']} is better; "
+                      f"held-out AUC {o['holdout_auc']:.3f}, consensus {o['consensus']:+.3f}) and kept the top "
+                      f"{100 * o['keep_fraction']:.1f}%", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -229,20 +229,30 @@ def _sql(st, src, where: str = "TRUE", weight: str = "1.0", **o):
     return np.where(k, w, 0.0), k, {}, {"where": where, "weight": weight}
 
 
-def _auto(st, src, min_auc: float = 0.55, min_keep: float = 0.05, max_keep: float = 1.0, **o):
-    """Choose the column and the keep fraction from the held-out target signal (``score --holdout``).
+#: label-free signals ``auto`` can rank columns by (:mod:`xcurate.diagnostics.holdout`)
+AUTO_SIGNALS = ("consensus", "holdout_auc", "matched_win")
 
-    The column with the highest held-out AUC (held-out target rows vs source rows, in the
-    column's declared direction) is used; oracle columns are not candidates. The keep fraction
-    is the share of source rows that score at least as well as the held-out rows' 10th
-    percentile, clipped to [``min_keep``, ``max_keep``]. The choice and every candidate's evidence
-    are recorded in the options (and so in the manifest).
+
+def _auto(st, src, min_auc: float = 0.55, min_keep: float = 0.05, max_keep: float = 1.0,
+          signal: str = "consensus", **o):
+    """Choose the column and the keep fraction from label-free signals (``score --holdout``).
+
+    Candidates are the non-oracle columns scored with a holdout whose held-out AUC (held-out
+    target rows vs source rows, in the column's declared direction) is at least ``min_auc``.
+    Among them the column with the highest ``signal`` is used: ``consensus`` (the default:
+    agreement with the other scorers, which predicted the planted AUC best on the MuJoCo planted
+    benchmark), ``holdout_auc`` or ``matched_win``. The keep fraction is the share of source rows
+    that score at least as well as the held-out rows' 10th percentile, clipped to [``min_keep``,
+    ``max_keep``]. The choice and every candidate's evidence are recorded in the options (and so
+    in the manifest). With a single scorer, consensus is undefined and the held-out AUC decides.
     """
     _no_opts("auto", o)
     from xcurate.diagnostics.holdout import holdout_signal, oriented
 
     if not (0.0 < min_keep <= max_keep <= 1.0):
         raise ConfigError(f"recipe 'auto': need 0 < min_keep <= max_keep <= 1, got {min_keep}, {max_keep}")
+    if signal not in AUTO_SIGNALS:
+        raise ConfigError(f"recipe 'auto': signal {signal!r} is not one of {', '.join(AUTO_SIGNALS)}")
     try:
         sig = [r for r in holdout_signal(st).to_pylist() if not r["column"].startswith("oracle_")]
     except StoreError as e:
@@ -253,15 +263,24 @@ def _auto(st, src, min_auc: float = 0.55, min_keep: float = 0.05, max_keep: floa
         raise ConfigError(f"recipe 'auto': no usable column in store {st.dir}: no score ranks held-out target "
                           f"rows above source rows with AUC >= {min_auc} (best {best:.3f}); score with more "
                           "scorers or larger budgets, or pick a recipe by hand")
-    best = usable[0]
+    used = signal if any(np.isfinite(r[signal]) for r in usable) else "holdout_auc"
+
+    def rank(r: dict[str, Any]) -> tuple[float, float, str]:  # best first; ties: higher AUC, then the name
+        v = r[used]
+        return (-v if np.isfinite(v) else np.inf, -r["holdout_auc"], r["column"])
+
+    best = min(usable, key=rank)
     col, direction = best["column"], best["direction"]
     frac = float(np.clip(best["source_above_holdout_q10"], min_keep, max_keep))
     score = oriented(fetch_scores(st, src, [col], "auto")[col], direction)
     keep = _top_fraction(score, frac)
-    evidence = [{k: r[k] for k in ("column", "holdout_auc", "source_above_holdout_q10", "n_holdout")} for r in sig]
+    evidence = [{k: r[k] for k in ("column", "holdout_auc", "matched_win", "match_distance", "consensus",
+                                   "source_above_holdout_q10", "n_holdout")} for r in sig]
     return np.where(keep, 1.0, 0.0), keep, {"score": score}, {
-        "min_auc": min_auc, "min_keep": min_keep, "max_keep": max_keep, "chosen_column": col,
-        "direction": direction, "holdout_auc": best["holdout_auc"], "keep_fraction": frac, "evidence": evidence}
+        "min_auc": min_auc, "min_keep": min_keep, "max_keep": max_keep, "signal": signal, "signal_used": used,
+        "chosen_column": col, "direction": direction, "holdout_auc": best["holdout_auc"],
+        "consensus": best["consensus"], "matched_win": best["matched_win"], "keep_fraction": frac,
+        "evidence": evidence}
 
 
 #: Modes of the ``oracle`` control recipe.

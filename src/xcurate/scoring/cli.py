@@ -47,6 +47,9 @@ def score(
     holdout: float = typer.Option(0.0, "--holdout", help="Keep this seeded fraction (0, 0.5] of the target out "
                                   "of every fit and score it like source rows (label-free validation: "
                                   "xcurate diagnose --against holdout). 0 = off."),
+    holdout_block: int = typer.Option(1, "--holdout-block", help="Hold out whole segments of this many "
+                                      "consecutive rows of an episode (1 = single rows; e.g. 50 stops kNN and OT "
+                                      "from recognising a held-out row by its neighbours in time)."),
     engine: str = typer.Option("local", "--engine", help="local (this process) | ray (Ray tasks; same scores)."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (HOST:PORT, ray://HOST:PORT, "
                                        "auto); default: a new local Ray. Only with --engine ray."),
@@ -58,10 +61,11 @@ def score(
     """Score every source transition with each scorer and record the runs in a store."""
     from xcurate.scoring.base import make_scorer
     from xcurate.scoring.engine import check_engine
-    from xcurate.scoring.store import Store, check_holdout, parse_settings
+    from xcurate.scoring.store import Store, check_holdout, check_holdout_block, parse_settings
     from xcurate.utils import check_output
 
     holdout = check_holdout(holdout)
+    holdout_block = check_holdout_block(holdout_block)
     check_engine(engine, workers)
     if engine == "local" and (address is not None or workers is not None):
         raise ConfigError("--address and --workers need --engine ray")
@@ -95,7 +99,7 @@ def score(
     for s in insts:
         before = {m["run_id"] for m in st.manifests() if m.get("status") == "complete"}
         rid = st.run(s, progress=progress, domain=domain, holdout=holdout, engine=engine, address=address,
-                     workers=workers, fit_source_rows=fit_source_rows)
+                     workers=workers, fit_source_rows=fit_source_rows, holdout_block=holdout_block)
         if rid in before:
             console.print(f"{s.name}: cached run {rid}", highlight=False)
         ids.append(rid)

@@ -64,6 +64,8 @@ from xcurate.utils import (
 FORMAT_VERSION = 1
 #: how source rows are assigned to chunks (part of the run id): sorted by a seeded hash of their content
 CHUNK_ORDER = "content-hash"
+#: rows per held-out target segment (``split_holdout``); 1 = single rows
+HOLDOUT_BLOCK = 1
 #: largest target fraction ``holdout`` may keep out of the fit
 MAX_HOLDOUT = 0.5
 #: columns of transitions.parquet that score columns may not shadow.
@@ -439,7 +441,7 @@ class Store:
 
     # ------------------------------------------------------------------ runs
     def run_id(self, scorer: Scorer, domain: str | None = None, holdout: float = 0.0,
-               fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> str:
+               fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS, holdout_block: int | None = None) -> str:
         """The id ``<scorer>-<hash12>`` of a run of ``scorer`` on this store's data.
 
         ``fit_source_rows`` is part of the id only when the source is larger (the fit then sees a
@@ -454,6 +456,9 @@ class Store:
                "domain": domain if scorer.needs_domain else None, "chunk_order": CHUNK_ORDER}
         if holdout:
             key["holdout"] = {"fraction": float(holdout), "seed": int(scorer.seed)}
+            block = check_holdout_block(holdout_block)
+            if block != 1:  # row-wise holdouts keep the run ids they had before blocks existed
+                key["holdout"]["block"] = block
         if int(self.info["source"]["n"]) > int(fit_source_rows):
             key["fit_source_rows"] = int(fit_source_rows)
         h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -499,7 +504,7 @@ class Store:
             target: TransitionDataset | None = None, progress: bool = True,
             domain: str | None = None, holdout: float = 0.0, engine: str = "local",
             address: str | None = None, workers: int | None = None,
-            fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> str:
+            fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS, holdout_block: int | None = None) -> str:
         """Fit ``scorer`` and score every source row chunk by chunk; return the run id.
 
         Resumable (existing chunks are kept), cached (a complete run with the same id is a
@@ -519,6 +524,8 @@ class Store:
             holdout: fraction in (0, 0.5] of the target kept out of the fit (seeded by
                 ``scorer.seed``) and scored like source rows into ``runs/<id>/holdout.parquet``;
                 0 = off. See :func:`xcurate.diagnostics.holdout.holdout_signal`.
+            holdout_block: the holdout keeps out whole segments of this many consecutive rows of
+                an episode (:func:`split_holdout`); default ``HOLDOUT_BLOCK``.
             engine: ``local`` (this process) or ``ray`` (Ray tasks; same scores).
             address: Ray cluster address (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``); default:
                 an already initialised Ray, else a new local one.
@@ -539,7 +546,8 @@ class Store:
                 if not getattr(scorer, "domain", None):
                     scorer.domain = domain  # type: ignore[attr-defined]
                 domain = scorer.domain  # type: ignore[attr-defined]
-        rid = self.run_id(scorer, domain, holdout, fit_source_rows)
+        holdout_block = check_holdout_block(holdout_block)
+        rid = self.run_id(scorer, domain, holdout, fit_source_rows, holdout_block)
         rdir = self.dir / "runs" / rid
         if self._complete(rdir):
             return rid
@@ -554,7 +562,8 @@ class Store:
             if self._complete(rdir):  # finished by the process that held the lock
                 return rid
             return self._score(scorer, rid, rdir, domain, source, target, progress, t_start, holdout,
-                               ray=ray, workers=workers, fit_source_rows=int(fit_source_rows))
+                               ray=ray, workers=workers, fit_source_rows=int(fit_source_rows),
+                               holdout_block=holdout_block)
 
     @staticmethod
     def _complete(rdir: Path) -> bool:
@@ -565,7 +574,7 @@ class Store:
     def _score(self, scorer: Scorer, rid: str, rdir: Path, domain: str | None, source: TransitionDataset | None,
                target: TransitionDataset | None, progress: bool, t_start: float, holdout: float = 0.0,
                ray: Any = None, workers: int | None = None,
-               fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> str:
+               fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS, holdout_block: int = 1) -> str:
         """The body of :meth:`run` for a run that is not complete (called with the run's lock held)."""
         from xcurate.scoring import engine as eng
 
@@ -593,7 +602,7 @@ class Store:
         if n_tbad:
             _warn(f"{n_tbad} target row(s) contain NaN/Inf and are ignored by the scorer")
             tgt = tgt.select(tfin)
-        fit_tgt, held = split_holdout(tgt, holdout, scorer.seed, scorer.min_target)
+        fit_tgt, held = split_holdout(tgt, holdout, scorer.seed, scorer.min_target, block=holdout_block)
 
         chunk = max(1, int(scorer.chunk_size))
         starts = list(range(0, len(rows), chunk))
@@ -703,7 +712,8 @@ class Store:
                         "sample": "first rows of the content-hash order" if len(fit_rows) < len(rows) else "all"},
             engine=runner.describe() if runner is not None else {"kind": "local"},
             holdout=(None if held is None else {"fraction": holdout, "seed": int(scorer.seed), "n": len(held),
-                                                "n_fit": len(fit_tgt), "file": "holdout.parquet"}),
+                                                "n_fit": len(fit_tgt), "file": "holdout.parquet",
+                                                "block": int(holdout_block)}),
             source_fingerprint=self.info["source"]["fingerprint"],
             target_fingerprint=self.info["target"]["fingerprint"])
         write_json_atomic(mpath, manifest)
@@ -1022,23 +1032,59 @@ def check_holdout(fraction: float) -> float:
     return f
 
 
+def check_holdout_block(block: int | None) -> int:
+    """Rows per held-out segment: ``None`` -> ``HOLDOUT_BLOCK``; an integer >= 1, else :class:`ConfigError`."""
+    if block is None:
+        return int(HOLDOUT_BLOCK)
+    try:
+        b = int(block)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--holdout-block {block!r}: expected a whole number of rows >= 1") from None
+    if b < 1 or b != block:
+        raise ConfigError(f"--holdout-block {block!r}: expected a whole number of rows >= 1")
+    return b
+
+
 def split_holdout(target: TransitionDataset, fraction: float, seed: int, min_target: int,
-                  ) -> tuple[TransitionDataset, TransitionDataset | None]:
-    """Split the target into (fit part, held-out part) by a seeded random permutation of its rows.
+                  block: int | None = None) -> tuple[TransitionDataset, TransitionDataset | None]:
+    """Split the target into (fit part, held-out part) by a seeded random choice of row blocks.
+
+    The target is cut into segments of ``block`` consecutive rows within each episode (the last
+    segment of an episode may be shorter), and a seeded random permutation of the segments is
+    held out until at least ``fraction`` of the rows are. ``block=1`` holds out single rows. With
+    single rows, a held-out row's neighbours in time (nearly the same s, a and s') stay in the
+    fit, and memorising scorers (kNN, OT) recognise held-out rows by that leak alone.
 
     Returns ``(target, None)`` when ``fraction`` is 0. At least one row is held out; the fit part
     must keep ``min_target`` rows (the scorer's minimum), else :class:`DataError`.
     """
     if not fraction:
         return target, None
+    block = HOLDOUT_BLOCK if block is None else int(block)
     n = len(target)
     n_hold = max(1, int(round(fraction * n)))
     if n - n_hold < max(min_target, 1):
         raise DataError(f"{target.source}: target has {n} rows; holding out {n_hold} ({fraction:g}) leaves "
                         f"{n - n_hold}, fewer than the {max(min_target, 1)} the scorer needs (lower --holdout)")
-    perm = np.random.default_rng(seed).permutation(n)
-    hold, keep = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
-    return target.select(keep), target.select(hold)
+    rng = np.random.default_rng(seed)
+    if block <= 1:
+        perm = rng.permutation(n)
+        hold = perm[:n_hold]
+    else:
+        ep = np.asarray(target.episode_ids)
+        new_ep = np.r_[True, ep[1:] != ep[:-1]]
+        ep_start = np.maximum.accumulate(np.where(new_ep, np.arange(n), 0))
+        seg = np.cumsum(new_ep | ((np.arange(n) - ep_start) % block == 0)) - 1
+        order = rng.permutation(int(seg[-1]) + 1)
+        sizes = np.bincount(seg)[order]
+        chosen = order[:int(np.searchsorted(np.cumsum(sizes), n_hold)) + 1]
+        hold = np.flatnonzero(np.isin(seg, chosen))
+        if n - len(hold) < max(min_target, 1):
+            raise DataError(f"{target.source}: holding out whole blocks of {block} rows leaves {n - len(hold)} "
+                            f"target rows, fewer than the {max(min_target, 1)} the scorer needs (lower --holdout)")
+    mask = np.zeros(n, bool)
+    mask[hold] = True
+    return target.select(np.flatnonzero(~mask)), target.select(np.flatnonzero(mask))
 
 
 def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -1065,7 +1111,8 @@ def score_datasets(source: TransitionDataset | str | Path, target: TransitionDat
                    scorers: Sequence[str] | Sequence[Scorer], store_dir: str | Path, domain: str | None = None,
                    settings: dict[str, dict[str, Any]] | None = None, progress: bool = False,
                    holdout: float = 0.0, engine: str = "local", address: str | None = None,
-                   workers: int | None = None, fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS) -> Store:
+                   workers: int | None = None, fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS,
+                   holdout_block: int | None = None) -> Store:
     """Create (or reopen) a store and run each scorer on it.
 
     Args:
@@ -1096,5 +1143,5 @@ def score_datasets(source: TransitionDataset | str | Path, target: TransitionDat
     store = Store.create(store_dir, source, target, domain=domain)
     for s in insts:
         store.run(s, progress=progress, domain=domain, holdout=holdout, engine=engine, address=address,
-                  workers=workers, fit_source_rows=fit_source_rows)
+                  workers=workers, fit_source_rows=fit_source_rows, holdout_block=holdout_block)
     return store
