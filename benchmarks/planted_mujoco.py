@@ -96,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def variant_settings(name: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """(scorer, settings) of a variant at the benchmark's budget and seed."""
+    scorer_name, extra = VARIANTS[name]
+    return scorer_name, {**BUDGETS[args.budget].get(scorer_name, {}), **extra, "seed": args.seed, "device": "cpu"}
+
+
 def trivial_baselines(src: Any) -> dict[str, float]:
     """AUC of reward, ||s||, ||s'||, ||s' - s|| against the planted label, best sign."""
     from xcurate.datasets.synthetic import auc
@@ -156,8 +162,7 @@ def run_case(case: str, args: argparse.Namespace, workdir: Path, results: dict[s
     for name in args.variants:
         if name in entry["variants"] and "matched_win" in next(iter(entry["variants"][name]["columns"].values()), {}):
             continue
-        scorer_name, extra = VARIANTS[name]
-        settings = {**BUDGETS[args.budget].get(scorer_name, {}), **extra, "seed": args.seed, "device": "cpu"}
+        scorer_name, settings = variant_settings(name, args)
         sc = make_scorer(scorer_name, **settings)
         t0, c0 = time.perf_counter(), time.process_time()
         rid = store.run(sc, source=src, target=tg, progress=False, holdout=args.holdout,
@@ -203,8 +208,7 @@ def consensus_pass(case: str, args: argparse.Namespace, workdir: Path, results: 
     store = Store(workdir / case / "store")
     values, groups = {}, {}
     for name in args.variants:
-        scorer_name, extra = VARIANTS[name]
-        settings = {**BUDGETS[args.budget].get(scorer_name, {}), **extra, "seed": args.seed, "device": "cpu"}
+        scorer_name, settings = variant_settings(name, args)
         rid = store.run(make_scorer(scorer_name, **settings), progress=False, holdout=args.holdout,
                         holdout_block=args.holdout_block)  # cached
         scored = pq.read_table(store.dir / "runs" / rid / "scores.parquet")

@@ -148,8 +148,15 @@ def consensus(values: dict[str, np.ndarray], groups: dict[str, str]) -> dict[str
         r[ok] = rankdata(v[ok])
         ranks[c] = r
 
-    def rho(a: str, b: str) -> float:
-        x, y = ranks[a], ranks[b]
+    cache: dict[frozenset[str], float] = {}
+
+    def rho(a: str, b: str) -> float:  # symmetric: each pair is computed once
+        key = frozenset((a, b))
+        if key not in cache:
+            cache[key] = _rank_corr(ranks[a], ranks[b])
+        return cache[key]
+
+    def _rank_corr(x: np.ndarray, y: np.ndarray) -> float:
         ok = np.isfinite(x) & np.isfinite(y)
         n = int(ok.sum())
         if n < 3:
@@ -192,15 +199,20 @@ def _store_matches(store: Any, held_ids: np.ndarray, seed: int = 0) -> tuple[np.
     if missing:
         raise StoreError(f"{store.dir / 'target.parquet'}: held-out transition ids {missing[:3]} are not in the "
                          "store's target; re-score with --holdout")
-    rows = np.arange(len(src_x))
-    if len(rows) > MATCH_MAX_SOURCE:
-        rows = np.sort(np.random.default_rng(seed).choice(len(rows), MATCH_MAX_SOURCE, replace=False))
+    rows = _source_sample(len(src_x), seed)
     idx, dist = match_rows(src_x[rows], tgt_x[[pos[int(t)] for t in held_ids]])
     return rows, idx, dist
 
 
+def _source_sample(n: int, seed: int) -> np.ndarray:
+    """The source rows the label-free signals use: all, or ``MATCH_MAX_SOURCE`` seeded ones (sorted)."""
+    if n <= MATCH_MAX_SOURCE:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, MATCH_MAX_SOURCE, replace=False))
+
+
 def _consensus_inputs(store: Any, runs: dict[str, dict[str, Any]], seed: int = 0,
-                      ) -> tuple[dict[str, np.ndarray], dict[str, str], np.ndarray | None]:
+                      ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Oriented non-oracle columns of every current run on a seeded sample of source rows."""
     votes: dict[str, np.ndarray] = {}
     groups: dict[str, str] = {}
@@ -216,14 +228,12 @@ def _consensus_inputs(store: Any, runs: dict[str, dict[str, Any]], seed: int = 0
         except (OSError, pa.ArrowException, KeyError) as e:
             raise StoreError(f"{path}: cannot read the scores ({e})") from None
         if sample is None:
-            sample = np.arange(t.num_rows)
-            if t.num_rows > MATCH_MAX_SOURCE:
-                sample = np.sort(np.random.default_rng(seed).choice(t.num_rows, MATCH_MAX_SOURCE, replace=False))
+            sample = _source_sample(t.num_rows, seed)
         for c in cols:
             v = t.column(c).to_numpy(zero_copy_only=False).astype(np.float64)[sample]
             votes[c] = oriented(v, m["columns"][c]["direction"])
             groups[c] = scorer
-    return votes, groups, sample
+    return votes, groups
 
 
 def holdout_signal(store: Any, matched: bool = True) -> pa.Table:
@@ -245,7 +255,7 @@ def holdout_signal(store: Any, matched: bool = True) -> pa.Table:
     rows: list[dict[str, Any]] = []
     matches: dict[bytes, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     runs = store.current_runs()
-    votes, groups, _ = _consensus_inputs(store, runs)
+    votes, groups = _consensus_inputs(store, runs)
     for scorer, m in sorted(runs.items()):
         if not m.get("holdout"):
             continue
@@ -297,7 +307,7 @@ def holdout_report(store: Any, out: str | Path, force: bool = False) -> pa.Table
         lines = ["# Held-out target rows against the source (label-free validation)", "",
                  f"Store: `{store.dir}`. A score that measures target-likeness ranks held-out target rows "
                  "above most source rows (AUC 1); 0.5 = it cannot tell them apart.", "",
-                 "Matched win: the same against each held-out row's 5 nearest source rows in (s, a), so the "
+                 f"Matched win: the same against each held-out row's {MATCH_K} nearest source rows in (s, a), so the "
                  "behaviour is taken out (0.5 = the score sees no dynamics difference). Consensus: the column's "
                  "mean Spearman agreement with the other scorers (needs no holdout).", "",
                  "| column | direction | holdout AUC | matched win | match distance (source SDs) | consensus | "
