@@ -69,10 +69,13 @@ def _settings(items: list[str]) -> dict:
 def child(args: argparse.Namespace) -> dict:
     import torch
 
+    from xcurate.scoring import store as store_mod
     from xcurate.scoring.base import make_scorer
-    from xcurate.scoring.store import Store
+    from xcurate.scoring.store import Store, score_parts
 
     torch.set_num_threads(1)
+    if args.part_rows:
+        store_mod.SCORE_PART_ROWS = args.part_rows
     st = Store(args.store)
     kw = _settings(args.set).get(args.scorer, {})
     scorer = make_scorer(args.scorer, device="cpu", **kw)
@@ -89,17 +92,26 @@ def child(args: argparse.Namespace) -> dict:
         ray_start = time.perf_counter() - t0
         sampler.start()
     t0 = time.perf_counter()
-    st.run(scorer, progress=False, engine=engine, workers=workers)
+    st.run(scorer, progress=False, engine=engine, workers=workers, score_files=args.score_files)
     wall = time.perf_counter() - t0
     sampler.stop.set()
     m = json.loads((st.dir / "runs" / rid / "manifest.json").read_text())
     t = m["timings"]
-    digest = hashlib.sha256((st.dir / "runs" / rid / "scores.parquet").read_bytes()).hexdigest()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the digest reads the scores
+    h = hashlib.sha256()  # of the score table's contents (one file or part files: the same digest)
+    import pyarrow.parquet as pq
+
+    parts = score_parts(st.dir / "runs" / rid / "scores.parquet")
+    for c in pq.read_schema(parts[0]).names:
+        for part in parts:
+            h.update(pq.read_table(part, columns=[c]).column(c).to_numpy(zero_copy_only=False).tobytes())
+    digest = h.hexdigest()
     return {"scorer": args.scorer, "engine": args.engine, "rows": m["n_rows"], "n_chunks": m["n_chunks"],
+            "score_files": m.get("score_files"),
             "wall_s": round(wall, 3), "ray_start_s": round(ray_start, 3), "fit_s": round(t["fit_s"], 3),
             "shuffle_s": round(t.get("shuffle_s", 0.0), 3), "chunks_wall_s": round(t["chunks_wall_s"], 3),
             "chunk_compute_s": round(t["score_s"], 3), "assemble_s": round(t["assemble_s"], 3),
-            "driver_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "driver_peak_mb": round(peak_mb, 1),
             "worker_peak_mb": round(sampler.worker_peak, 1),
             "workers_total_peak_mb": round(sampler.total_peak, 1), "scores_sha256": digest}
 
@@ -130,11 +142,16 @@ def main() -> None:
     c.add_argument("--scorer", required=True)
     c.add_argument("--engine", required=True)
     c.add_argument("--set", action="append", default=[])
+    c.add_argument("--score-files", default="auto")
+    c.add_argument("--part-rows", type=int, default=None)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--target", type=int, default=5000)
     ap.add_argument("--scorers", default="knn,ot")
     ap.add_argument("--engines", default="local,ray1,ray2")
     ap.add_argument("--set", action="append", default=[], help="SCORER.SETTING=VALUE (e.g. tbm.steps=2000)")
+    ap.add_argument("--score-files", default="auto", help="auto | one | parts: the layout of the score files")
+    ap.add_argument("--part-rows", type=int, default=None,
+                    help="source rows per part file with --score-files parts (default: SCORE_PART_ROWS)")
     ap.add_argument("--workdir", default=None, help="where the store is built (default: a temporary folder)")
     ap.add_argument("--out", default=None, help="write all runs and the summary here (JSON)")
     args = ap.parse_args()
@@ -154,7 +171,8 @@ def main() -> None:
     for scorer in args.scorers.split(","):
         for engine in args.engines.split(","):
             cmd = [sys.executable, __file__, "child", "--store", str(st.dir), "--scorer", scorer, "--engine", engine,
-                   *[x for s in args.set for x in ("--set", s)]]
+                   *[x for s in args.set for x in ("--set", s)], "--score-files", args.score_files,
+                   *(["--part-rows", str(args.part_rows)] if args.part_rows else [])]
             res = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if res.returncode:
                 sys.exit(f"{scorer}/{engine} failed:\n{res.stderr[-3000:]}")

@@ -6,7 +6,8 @@
 # MODULE is a path under src/xcurate listed in [tool.xcurate.mutation] of pyproject.toml (which maps
 # it to its tests). The run happens in a scratch copy (MUTATION_WORKDIR, default a new /tmp folder)
 # whose [tool.mutmut] is narrowed to MODULE; mutmut's `mutants/` never lands in the repository.
-# MUTATION_JOBS (default 1) parallel workers. Prints the per-status counts and the kill rate;
+# MUTATION_JOBS (default 1) parallel workers; MUTATION_PYTEST_ARGS extra pytest arguments (e.g. a
+# --deselect of a test that cannot pass under mutmut's trampolines, such as a torch.compile one). Prints the per-status counts and the kill rate;
 # `cd WORKDIR && mutmut show NAME` shows one mutant's diff.
 set -euo pipefail
 MODULE=${1:?usage: benchmarks/mutation.sh MODULE [TIME_LIMIT_S]}
@@ -16,9 +17,9 @@ WORK=${MUTATION_WORKDIR:-$(mktemp -d /tmp/xcurate-mutation.XXXXXX)}
 mkdir -p "$WORK"
 cp -r "$ROOT/src" "$ROOT/tests" "$ROOT/pyproject.toml" "$WORK/"
 find "$WORK" -name __pycache__ -prune -exec rm -rf {} +
-python - "$WORK/pyproject.toml" "$MODULE" <<'PY'
+python - "$WORK/pyproject.toml" "$MODULE" "${MUTATION_PYTEST_ARGS:-}" <<'PY'
 import re, sys, tomllib
-path, module = sys.argv[1], sys.argv[2]
+path, module, extra = sys.argv[1], sys.argv[2], sys.argv[3].split()
 text = open(path).read()
 table = tomllib.loads(text)["tool"]["xcurate"]["mutation"]
 if module not in table:
@@ -26,7 +27,7 @@ if module not in table:
 text = re.sub(r"(?ms)^\[tool\.mutmut\]\n.*?(?=^\[)", "", text)
 tests = ", ".join(f'"{t}"' for t in table[module])
 text += (f'\n[tool.mutmut]\nsource_paths = ["src"]\nonly_mutate = ["src/xcurate/{module}"]\n'
-         f'pytest_add_cli_args = ["-q", "-x", "-p", "no:cacheprovider"]\n'
+         f'pytest_add_cli_args = {["-q", "-x", "-p", "no:cacheprovider", *extra]!r}\n'
          f'pytest_add_cli_args_test_selection = [{tests}]\nprocess_isolation = "forkserver"\n')
 open(path, "w").write(text)
 PY

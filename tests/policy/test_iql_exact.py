@@ -454,3 +454,214 @@ def test_scale_ratio_degenerate_batches():
     torch.testing.assert_close(scale_ratio(learner[:, :1], learner[:, :1]), torch.ones(2, 1))
     one = tabb_weights(torch.tensor([[3.0]]), 1.0, "std")
     torch.testing.assert_close(one, torch.ones(1, 1))
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in network returning a fixed tensor (the encoder) or a slice of its input (the decoder)."""
+
+    def __init__(self, out: torch.Tensor | None = None, cols: slice | None = None) -> None:
+        super().__init__()
+        self.out, self.cols = out, cols
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out if self.out is not None else x[..., self.cols]
+
+
+def test_cvae_shape_is_the_official_one():
+    """OTDF/BCQ's VAE: latent 2 x act_dim, two hidden layers in the encoder and in the decoder."""
+    from xcurate.policy.iql import CVAE
+
+    c = CVAE(2, OD, AD, 8)
+    assert c.latent == 2 * AD
+    assert [s[1:] for s in c.enc.shapes[::2]] == [(OD + AD, 8), (8, 8), (8, 2 * c.latent)]
+    assert [s[1:] for s in c.dec.shapes[::2]] == [(OD + c.latent, 8), (8, 8), (8, AD)]
+
+
+def test_cvae_elbo_terms_equal_the_formulas():
+    """rec = ||tanh(D(s, mu + sigma eps)) - a||^2, KL = KL(N(mu, sigma^2) || N(0, I)), log sigma in [-4, 15]."""
+    from xcurate.policy.iql import CVAE
+
+    c = CVAE(K, OD, AD, 8)
+    lat = c.latent
+    g = torch.Generator().manual_seed(11)
+    obs, act = torch.randn(K, 3, OD, generator=g), torch.rand(K, 3, AD, generator=g) * 1.6 - 0.8
+    noise = torch.randn(K, 3, lat, generator=g)
+    mu = torch.randn(K, 3, lat, generator=g)
+    log_std = torch.randn(K, 3, lat, generator=g)
+    log_std[0, 0, 0], log_std[1, 2, 1] = -9.0, 20.0  # outside the clamp on both sides
+    c.enc = _Fixed(torch.cat([mu, log_std], -1))
+    c.dec = _Fixed(cols=slice(OD, OD + AD))  # the decoder returns z's first act_dim entries
+    rec, kl = c.elbo_terms(obs, act, noise)
+    ls = log_std.clamp(-4.0, 15.0)
+    z = mu + ls.exp() * noise
+    torch.testing.assert_close(rec, ((torch.tanh(z[..., :AD]) - act) ** 2).sum(-1))
+    want_kl = torch.distributions.kl_divergence(torch.distributions.Normal(mu, ls.exp()),
+                                                torch.distributions.Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(kl, want_kl, rtol=1e-5, atol=1e-5)
+    assert rec.shape == kl.shape == (K, 3)
+
+
+def test_cvae_pretraining_descends_the_negative_elbo(data):
+    """One pretraining step is the gradient of mean_b(rec + cvae_kl KL), summed over seeds; then frozen."""
+    tr = _trainer(data, "otdf", cvae_steps=1, cvae_kl=0.3, cvae_batch=5)
+    ref = _trainer(data, "otdf", cvae_steps=1, cvae_kl=0.3, cvae_batch=5)  # the same init and generators
+    tr.cvae_opt = torch.optim.SGD(tr.cvae.parameters(), lr=1.0)  # parameter change = -gradient
+    before = [p.detach().clone() for p in tr.cvae.parameters()]
+    out = tr.pretrain_cvae()
+    tb = ref.target.sample(ref.gens, 5)
+    rec, kl = ref.cvae.elbo_terms(tb["obs"], tb["act"], ref._cvae_noise(5))
+    ((rec + 0.3 * kl).mean(-1).sum()).backward()
+    for p0, p1, pr in zip(before, tr.cvae.parameters(), ref.cvae.parameters(), strict=True):
+        torch.testing.assert_close(p1.detach(), p0 - pr.grad, rtol=1e-5, atol=1e-6)
+    assert set(out) == {"cvae_recon", "cvae_kl"}
+    assert out["cvae_recon"] == pytest.approx(float(rec.detach().mean()), rel=1e-5)
+    assert out["cvae_kl"] == pytest.approx(float(kl.detach().mean()), rel=1e-5)
+    assert tr.cvae_step == 1 and not any(p.requires_grad for p in tr.cvae.parameters())
+    three = _trainer(data, "otdf", cvae_steps=3)
+    n = []
+    step = three.cvae_opt.step
+    three.cvae_opt.step = lambda *a, **k: (n.append(1), step(*a, **k))[1]
+    three.pretrain_cvae()
+    assert three.cvae_step == 3 and len(n) == 3
+
+
+def test_otdf_regulariser_scale_is_per_seed(data):
+    """The official form's factor mean_d 1/(2 sigma_d^2) is each seed's own (seeds' actors differ)."""
+    batch = _batch()
+    tr = _trainer(data, "otdf")
+    with torch.no_grad():
+        tr.actor.log_std[0].fill_(math.log(0.5))
+        tr.actor.log_std[1].fill_(math.log(0.8))
+    noise = tr._cvae_noise()
+    w = torch.ones(K, BT + BS)
+    term = tr.bc_term(batch["obs"], noise, w).detach()
+    with torch.no_grad():
+        rec, _ = tr.cvae.elbo_terms(batch["obs"], tr.actor.mean(batch["obs"]), noise)
+    nll = (rec / (2 * 0.1) + 0.5 * AD * math.log(2 * math.pi * 0.1)).mean(-1)
+    want = 0.5 * torch.tensor([1 / (2 * 0.25), 1 / (2 * 0.64)]) * nll
+    torch.testing.assert_close(term, want, rtol=1e-5, atol=1e-6)
+
+
+def test_tabb_std_temperature_with_two_rows():
+    """scale="std" applies from two source rows on: T = temperature x the batch's (unbiased) std."""
+    tbm = torch.tensor([[1.0, 4.0], [0.0, -2.0]])
+    t = 0.5 * tbm.std(-1, keepdim=True)
+    torch.testing.assert_close(tabb_weights(tbm, 0.5, "std"), 2 * torch.softmax(-tbm / t, -1))
+
+
+def test_otdf_regulariser_clamps_the_actor_scale_and_names_its_metric(data):
+    """The factor reads log sigma clamped to [-20, 2], as the actor's own log-likelihood does."""
+    batch = _batch()
+    tr = _trainer(data, "otdf")
+    with torch.no_grad():
+        tr.actor.log_std[0].fill_(3.0)  # above the clamp: sigma = e^2
+        tr.actor.log_std[1].fill_(-20.5)  # below: sigma = e^-20
+    noise, w = tr._cvae_noise(), torch.ones(K, BT + BS)
+    metrics: dict[str, torch.Tensor] = {}
+    term = tr.bc_term(batch["obs"], noise, w, metrics).detach()
+    with torch.no_grad():
+        rec, _ = tr.cvae.elbo_terms(batch["obs"], tr.actor.mean(batch["obs"]), noise)
+    loglik = -rec / (2 * 0.1) - 0.5 * AD * math.log(2 * math.pi * 0.1)
+    want = -0.5 * 0.5 * torch.exp(-2 * torch.tensor([2.0, -20.0])) * loglik.mean(-1)
+    torch.testing.assert_close(term, want, rtol=1e-5, atol=0.0)
+    assert set(metrics) == {"bc_loglik"}
+    torch.testing.assert_close(metrics["bc_loglik"], loglik.mean(-1))
+    elbo = _trainer(data, "otdf", bc_form="elbo")
+    metrics = {}
+    elbo.bc_term(batch["obs"], noise, w, metrics)
+    assert set(metrics) == {"bc_elbo"} and metrics["bc_elbo"].shape == (K,)
+
+
+def test_overrides_parse_every_spelling_and_name_the_field():
+    """``--set`` values: bools in every accepted spelling, ints written as floats; one-line errors."""
+    from xcurate.errors import ConfigError
+    from xcurate.policy.iql import IQLConfig
+
+    base = make_config("iql")
+    for v in ("1", "true", "TRUE", "Yes", "yes"):
+        assert base.with_overrides({"actor_cosine": "0"}).with_overrides({"actor_cosine": v}).actor_cosine is True
+    for v in ("0", "false", "False", "no", "NO"):
+        assert base.with_overrides({"actor_cosine": v}).actor_cosine is False
+    assert base.with_overrides({"max_steps": "1e3"}).max_steps == 1000
+    cases = {("actor_cosine", "maybe"): "--set actor_cosine=maybe: expected a bool",
+             ("max_steps", "1.5"): "--set max_steps=1.5: expected a int",
+             ("expectile", "x"): "--set expectile=x: expected a float",
+             ("expectle", "0.7"): "--set expectle: unknown IQLConfig field (did you mean expectile?)",
+             ("zzzzqq", "1"): "--set zzzzqq: unknown IQLConfig field"}
+    for (k, v), msg in cases.items():
+        with pytest.raises(ConfigError) as e:
+            base.with_overrides({k: v})
+        assert str(e.value) == msg
+    with pytest.raises(ConfigError) as e:
+        IQLConfig.from_dict({**base.to_dict(), "nope": 1, "also": 2})
+    assert str(e.value) == "IQLConfig: unknown field(s) ['also', 'nope']"
+
+
+def test_checkpoint_restores_a_frozen_cvae_and_refuses_other_formats(data):
+    from xcurate.errors import StoreError
+    from xcurate.policy.iql import FORMAT_VERSION
+
+    tr = _trainer(data, "otdf", cvae_steps=1)
+    tr.pretrain_cvae()
+    sd = tr.state_dict()
+    fresh = _trainer(data, "otdf", cvae_steps=1)
+    assert all(p.requires_grad for p in fresh.cvae.parameters())
+    fresh.load_state_dict(sd)
+    assert fresh.cvae_step == 1 and not any(p.requires_grad for p in fresh.cvae.parameters())
+    with pytest.raises(StoreError) as e:
+        fresh.load_state_dict({**sd, "format_version": 999})
+    assert str(e.value) == f"checkpoint format 999 is not supported (this xcurate writes {FORMAT_VERSION})"
+
+
+def test_load_actor_rebuilds_the_checkpoints_policy(data, tmp_path):
+    """``load_actor``: the checkpoint's actor (every seed) from a weights-only load, with its config."""
+    from xcurate.policy.iql import load_actor
+
+    tr = _trainer(data, "iql", n_hidden=3)
+    with torch.no_grad():
+        tr.actor.log_std.add_(torch.arange(K, dtype=torch.float32).view(K, 1, 1))
+    torch.save(tr.state_dict(), tmp_path / "last.pt")
+    actor, sd = load_actor(str(tmp_path / "last.pt"))
+    assert sd["config"] == tr.cfg.to_dict() and sd["step"] == tr.step
+    obs = torch.randn(K, 5, OD, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(actor.mean(obs), tr.actor.mean(obs), rtol=0, atol=0)
+    torch.testing.assert_close(actor.log_std, tr.actor.log_std, rtol=0, atol=0)
+
+
+def test_a_tiny_keep_fraction_keeps_one_row_per_seed():
+    """ceil(xi B) rows are kept, at least one: xi = 0.1 of 4 rows keeps each seed's best row only."""
+    score = torch.tensor([[0.1, 0.9, 0.3, 0.2], [0.5, 0.4, 0.3, 0.8]])
+    w = igdf_weights(score, 0.1, 1.0)
+    torch.testing.assert_close(w, torch.tensor([[0.0, math.exp(0.9), 0.0, 0.0], [0.0, 0.0, 0.0, math.exp(0.8)]]))
+    assert (otdf_weights(score, 0.3) > 0).sum(-1).tolist() == [2, 2]  # ceil(1.2) = 2
+
+
+class _NotWeights:
+    """An arbitrary object: a weights-only load must refuse to unpickle it."""
+
+
+def test_finished_pretraining_is_a_no_op_and_load_actor_refuses_pickles(data, tmp_path):
+    import pickle
+
+    from xcurate.policy.iql import load_actor
+
+    tr = _trainer(data, "otdf", cvae_steps=1)
+    tr.pretrain_cvae()
+    before = [p.detach().clone() for p in tr.cvae.parameters()]
+    assert tr.pretrain_cvae() == {"cvae_recon": 0.0, "cvae_kl": 0.0}  # resumed after pretraining: nothing to do
+    assert all(torch.equal(a, b) for a, b in zip(before, tr.cvae.parameters(), strict=True))
+    sd = tr.state_dict()
+    sd["config"] = _NotWeights()
+    torch.save(sd, tmp_path / "evil.pt")
+    with pytest.raises(pickle.UnpicklingError):
+        load_actor(str(tmp_path / "evil.pt"))
+
+
+def test_scale_ratio_from_two_rows_and_one_seed():
+    """The ratio std(learner) / std(scorer) applies from two rows on, whatever the number of seeds."""
+    from xcurate.policy.iql import scale_ratio
+
+    learner, scorer = torch.tensor([[1.0, 5.0]]), torch.tensor([[0.0, 2.0]])  # one seed, two rows
+    torch.testing.assert_close(scale_ratio(learner, scorer), torch.tensor([[2.0]]))
+    three = torch.tensor([[1.0, 4.0, 7.0]])
+    torch.testing.assert_close(scale_ratio(three, three / 3), torch.tensor([[3.0]]))

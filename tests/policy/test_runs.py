@@ -217,6 +217,9 @@ def test_resume_a_run_written_before_new_optional_fields(tmp_path, hopper_like):
     path.write_text(json.dumps(conf))
     s = train(_spec(), tmp_path / "r", target=target, source=source, progress=False)
     assert s["complete"] and s["steps_done"] == 40
+    # force_variant guards the start only: the finished run is the same run with it on
+    s = train(_spec(force_variant=True), tmp_path / "r", target=target, source=source, progress=False)
+    assert s["complete"] and s["steps_done"] == 40
     conf["iql"]["expectile"] = 0.9
     path.write_text(json.dumps(conf))
     with pytest.raises(StoreError, match="different configuration"):

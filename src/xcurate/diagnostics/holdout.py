@@ -42,6 +42,7 @@ import pyarrow.parquet as pq
 
 from xcurate.datasets.synthetic import auc
 from xcurate.errors import StoreError
+from xcurate.scoring.store import read_scores
 from xcurate.utils import atomic_path, make_manifest, write_json_atomic
 
 HOLDOUT_MARKER = "holdout.json"
@@ -224,8 +225,8 @@ def _consensus_inputs(store: Any, runs: dict[str, dict[str, Any]], seed: int = 0
             continue
         path = store.dir / "runs" / m["run_id"] / "scores.parquet"
         try:
-            t = pq.read_table(path, columns=cols)
-        except (OSError, pa.ArrowException, KeyError) as e:
+            t = read_scores(path, columns=cols)
+        except (pa.ArrowException, KeyError) as e:
             raise StoreError(f"{path}: cannot read the scores ({e})") from None
         if sample is None:
             sample = _source_sample(t.num_rows, seed)
@@ -263,7 +264,7 @@ def holdout_signal(store: Any, matched: bool = True) -> pa.Table:
         hpath = rdir / m["holdout"].get("file", "holdout.parquet")
         try:
             held = pq.read_table(hpath)
-            scored = pq.read_table(rdir / "scores.parquet")
+            scored = read_scores(rdir / "scores.parquet")
         except (OSError, pa.ArrowInvalid) as e:
             raise StoreError(f"{hpath}: cannot read the held-out scores ({e})") from None
         match = None

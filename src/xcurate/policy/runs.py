@@ -186,6 +186,17 @@ def _run_config(spec: RunSpec, cfg: IQLConfig) -> dict[str, Any]:
     return {"format_version": FORMAT_VERSION, "spec": asdict(spec), "iql": cfg.to_dict()}
 
 
+#: RunSpec fields that guard how a run starts but do not change what it trains: a finished or
+#: checkpointed run resumes whatever they are (e.g. the same control arm, trained once, shared by
+#: an experiment's static and paper modes).
+GUARD_FIELDS = ("force_variant",)
+
+
+def _identity(spec: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a stored spec that decide what a run trains (``spec`` less :data:`GUARD_FIELDS`)."""
+    return {k: v for k, v in spec.items() if k not in GUARD_FIELDS}
+
+
 def _with_defaults(conf: dict[str, Any], run: Path) -> dict[str, Any]:
     """A stored config with the defaults of fields added since it was written (so such runs still resume)."""
     try:
@@ -236,7 +247,7 @@ def train(spec: RunSpec, out: str | os.PathLike, target: TransitionDataset | Non
     ckpt = out / "checkpoints" / "last.pt"
     if (out / "config.json").exists():
         old = _with_defaults(read_config(out), out)
-        if old["iql"] != conf["iql"] or old["spec"] != json.loads(json.dumps(conf["spec"])):
+        if old["iql"] != conf["iql"] or _identity(old["spec"]) != _identity(json.loads(json.dumps(conf["spec"]))):
             raise StoreError(f"{out}: holds a run with a different configuration (spec or IQL settings); "
                              "use a new --out or the same options")
         if ckpt.exists():

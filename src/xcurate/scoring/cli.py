@@ -57,13 +57,23 @@ def score(
                                        "(default: the cluster's CPUs)."),
     fit_source_rows: int = typer.Option(200_000, "--fit-source-rows", help="At most this many source rows "
                                         "(a seeded sample) are used by a scorer's fit; the target is used whole."),
+    score_files: str = typer.Option("auto", "--score-files", help="Layout of each run's scores.parquet: one "
+                                    "(a file) | parts (part files of 4,194,304 source rows, assembled in bounded "
+                                    "memory) | auto (parts above that many rows). Same scores either way."),
 ) -> None:
     """Score every source transition with each scorer and record the runs in a store."""
     from xcurate.scoring.base import make_scorer
     from xcurate.scoring.engine import check_engine
-    from xcurate.scoring.store import Store, check_holdout, check_holdout_block, parse_settings
+    from xcurate.scoring.store import (
+        Store,
+        check_holdout,
+        check_holdout_block,
+        check_score_files,
+        parse_settings,
+    )
     from xcurate.utils import check_output
 
+    check_score_files(score_files)
     holdout = check_holdout(holdout)
     holdout_block = check_holdout_block(holdout_block)
     check_engine(engine, workers)
@@ -99,7 +109,8 @@ def score(
     for s in insts:
         before = {m["run_id"] for m in st.manifests() if m.get("status") == "complete"}
         rid = st.run(s, progress=progress, domain=domain, holdout=holdout, engine=engine, address=address,
-                     workers=workers, fit_source_rows=fit_source_rows, holdout_block=holdout_block)
+                     workers=workers, fit_source_rows=fit_source_rows, holdout_block=holdout_block,
+                     score_files=score_files)
         if rid in before:
             console.print(f"{s.name}: cached run {rid}", highlight=False)
         ids.append(rid)

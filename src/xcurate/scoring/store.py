@@ -208,6 +208,45 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
 
+#: ``score_files`` layouts of a run's ``scores.parquet``: one file, or a directory of part files of
+#: SCORE_PART_ROWS consecutive source rows each (``auto``: parts above SCORE_PART_ROWS source rows)
+SCORE_FILES = ("auto", "one", "parts")
+#: source rows per part file of a partitioned score file (``runs/<id>/scores.parquet/part-<k>.parquet``)
+SCORE_PART_ROWS = 1 << 22
+
+
+def check_score_files(value: str) -> str:
+    """Validate a ``score_files`` layout (``--score-files``)."""
+    if value not in SCORE_FILES:
+        raise ConfigError(f"--score-files must be one of {', '.join(SCORE_FILES)}, got {value!r}")
+    return value
+
+
+def score_parts(path: Path) -> list[Path]:
+    """The part files of a score file: itself, or a partitioned one's parts in source-row order."""
+    return sorted(path.glob("part-*.parquet")) if path.is_dir() else [path]
+
+
+def read_scores(path: Path, columns: list[str] | None = None, what: str = "score file") -> pa.Table:
+    """A run's score table in source row order, from one file or a partitioned score file.
+
+    Raises:
+        StoreError: the file or a part is damaged, or a partitioned file has no parts (named).
+    """
+    tables = []
+    for p in score_parts(path):
+        try:
+            tables.append(pq.read_table(p, columns=columns))
+        except (OSError, pa.ArrowException) as e:
+            raise StoreError(f"{p}: damaged {what}, cannot read it as Parquet ({_duck_error(e)}); "
+                             "re-create the store or re-run the scorer") from None
+    if not path.is_dir():
+        return tables[0]
+    if not tables:
+        raise StoreError(f"{path}: partitioned {what} without part files; re-run the scorer")
+    return pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+
+
 def _load_dataset(spec: TransitionDataset | str | Path, what: str) -> tuple[TransitionDataset, str | None]:
     """A dataset and its file path (None for in-memory datasets)."""
     if isinstance(spec, TransitionDataset):
@@ -270,6 +309,13 @@ def _parquet_sql(path: Path) -> str:
     """DuckDB table function reading a Parquet file or a hive-partitioned directory as one table."""
     if path.is_dir():
         return f"read_parquet({_lit(path / '**' / '*.parquet')}, hive_partitioning = true, hive_types_autocast = false)"
+    return f"read_parquet({_lit(path)})"
+
+
+def _score_sql(path: Path) -> str:
+    """DuckDB table function reading a run's score file, one file or its part files as one table."""
+    if path.is_dir():
+        return f"read_parquet({_lit(path / 'part-*.parquet')})"
     return f"read_parquet({_lit(path)})"
 
 
@@ -498,13 +544,14 @@ class Store:
         if scorer not in cur:
             raise StoreError(f"{self.dir}: no complete run of scorer {scorer!r} (run `xcurate score "
                              f"--scorers {scorer} --store {self.dir}`)")
-        return _read_parquet(self.dir / "runs" / cur[scorer]["run_id"] / "scores.parquet", "score file")
+        return read_scores(self.dir / "runs" / cur[scorer]["run_id"] / "scores.parquet")
 
     def run(self, scorer: Scorer, source: TransitionDataset | None = None,
             target: TransitionDataset | None = None, progress: bool = True,
             domain: str | None = None, holdout: float = 0.0, engine: str = "local",
             address: str | None = None, workers: int | None = None,
-            fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS, holdout_block: int | None = None) -> str:
+            fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS, holdout_block: int | None = None,
+            score_files: str = "auto") -> str:
         """Fit ``scorer`` and score every source row chunk by chunk; return the run id.
 
         Resumable (existing chunks are kept), cached (a complete run with the same id is a
@@ -532,8 +579,13 @@ class Store:
             workers: chunk tasks in flight at once with ``ray`` (default: the cluster's CPUs).
             fit_source_rows: the fit sees at most this many source rows, a seeded sample (the
                 first rows of the content-hash chunk order); the whole target is always used.
+            score_files: the layout of ``runs/<id>/scores.parquet`` (:data:`SCORE_FILES`): ``one``
+                file, or ``parts`` (a directory of part files of ``SCORE_PART_ROWS`` source rows,
+                assembled in bounded memory); ``auto`` = parts above ``SCORE_PART_ROWS`` rows. The
+                layout does not change the scores or the run id; every reader takes either.
         """
         t_start = time.perf_counter()
+        check_score_files(score_files)
         holdout = check_holdout(holdout)
         check_engine(engine, workers)
         if int(fit_source_rows) < 1:
@@ -563,7 +615,7 @@ class Store:
                 return rid
             return self._score(scorer, rid, rdir, domain, source, target, progress, t_start, holdout,
                                ray=ray, workers=workers, fit_source_rows=int(fit_source_rows),
-                               holdout_block=holdout_block)
+                               holdout_block=holdout_block, score_files=score_files)
 
     @staticmethod
     def _complete(rdir: Path) -> bool:
@@ -574,7 +626,8 @@ class Store:
     def _score(self, scorer: Scorer, rid: str, rdir: Path, domain: str | None, source: TransitionDataset | None,
                target: TransitionDataset | None, progress: bool, t_start: float, holdout: float = 0.0,
                ray: Any = None, workers: int | None = None,
-               fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS, holdout_block: int = 1) -> str:
+               fit_source_rows: int = DEFAULT_FIT_SOURCE_ROWS, holdout_block: int = 1,
+               score_files: str = "auto") -> str:
         """The body of :meth:`run` for a run that is not complete (called with the run's lock held)."""
         from xcurate.scoring import engine as eng
 
@@ -681,21 +734,26 @@ class Store:
 
         # assemble
         t0 = time.perf_counter()
-        parts = [pq.read_table(part(s)) for s in starts]
-        score_s = sum(float((p.schema.metadata or {}).get(b"elapsed_s", b"0")) for p in parts)
-        scored = pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
-        del parts
-        inv = np.argsort(np.concatenate([np.sort(order[s:s + chunk]) for s in starts]), kind="stable")
-        scored = scored.take(pa.array(inv))
-        if not np.array_equal(scored.column("transition_id").to_numpy(), ids[rows]):
-            raise StoreError(f"{rdir}: checkpoint chunks do not match the source rows (delete the run "
-                             "directory and run again)")
-        final = self._full_table(scored, ids, rows)
-        _write_parquet(final, rdir / "scores.parquet")
+        layout = score_files if score_files != "auto" else ("parts" if n_src > SCORE_PART_ROWS else "one")
+        if layout == "parts":
+            score_s, n_null = self._assemble_parts(scorer, [part(s) for s in starts], order, chunk, ids, rdir)
+        else:
+            parts = [pq.read_table(part(s)) for s in starts]
+            score_s = sum(float((p.schema.metadata or {}).get(b"elapsed_s", b"0")) for p in parts)
+            scored = pa.concat_tables([p.replace_schema_metadata(None) for p in parts])
+            del parts
+            inv = np.argsort(np.concatenate([np.sort(order[s:s + chunk]) for s in starts]), kind="stable")
+            scored = scored.take(pa.array(inv))
+            if not np.array_equal(scored.column("transition_id").to_numpy(), ids[rows]):
+                raise StoreError(f"{rdir}: checkpoint chunks do not match the source rows (delete the run "
+                                 "directory and run again)")
+            final = self._full_table(scored, ids, rows)
+            _write_parquet(final, rdir / "scores.parquet")
+            n_null = {c: int(final.column(c).null_count) for c in scorer.columns}
+            del final, scored
         assemble_s = time.perf_counter() - t0
         columns = {c: {"direction": s.direction, "range": s.range, "description": s.description}
                    for c, s in scorer.columns.items()}
-        n_null = {c: int(final.column(c).null_count) for c in scorer.columns}
         timings = {"fit_s": fit_s_prev + fit_s, "score_s": score_s, "assemble_s": assemble_s,
                    "shuffle_s": shuffle_s, "chunks_wall_s": chunks_wall_s, "session_wall_s": time.perf_counter() - t_start}
         timings["wall_s"] = timings["fit_s"] + score_s + assemble_s
@@ -708,6 +766,8 @@ class Store:
             n_null=n_null, chunk_size=chunk, n_chunks=len(starts), reused_chunks=reused,
             sessions=sessions, started_ts=running["started_ts"], finished_ts=time.time(),
             chunk_order={"kind": CHUNK_ORDER, "seed": int(scorer.seed)},
+            score_files={"layout": layout, "part_rows": SCORE_PART_ROWS if layout == "parts" else None,
+                         "parts": len(score_parts(rdir / "scores.parquet"))},
             fit_source={"rows": len(fit_rows), "of": len(rows), "max": int(fit_source_rows),
                         "sample": "first rows of the content-hash order" if len(fit_rows) < len(rows) else "all"},
             engine=runner.describe() if runner is not None else {"kind": "local"},
@@ -780,6 +840,61 @@ class Store:
         return pa.table(cols)
 
     @staticmethod
+    def _assemble_parts(scorer: Scorer, chunk_files: list[Path], order: np.ndarray, chunk: int,
+                        ids: np.ndarray, rdir: Path) -> tuple[float, dict[str, int]]:
+        """Write ``rdir/scores.parquet`` as part files of ``SCORE_PART_ROWS`` consecutive source rows.
+
+        Two streaming passes, so memory holds one chunk, then one part, never the whole run: each
+        chunk file (rows ``sort(order[i*chunk:(i+1)*chunk])``, in source order) is split by part
+        into staging files; then each part's rows are put in source order, unscored rows get NULL
+        scores, and the part is written. The directory appears atomically. Returns the summed
+        chunk compute seconds and the NULL count per column.
+        """
+        n, rows_per = len(ids), SCORE_PART_ROWS
+        n_parts = max(1, -(-n // rows_per))
+        stage = rdir / "assembly"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        writers: dict[int, Any] = {}
+        score_s, schema = 0.0, None
+        try:
+            for i, f in enumerate(chunk_files):
+                t = pq.read_table(f)
+                score_s += float((t.schema.metadata or {}).get(b"elapsed_s", b"0"))
+                pos = np.sort(order[i * chunk:(i + 1) * chunk])
+                if not np.array_equal(t.column("transition_id").to_numpy(), ids[pos]):
+                    raise StoreError(f"{rdir}: checkpoint chunks do not match the source rows (delete the run "
+                                     "directory and run again)")
+                t = t.replace_schema_metadata(None).append_column("_pos", pa.array(pos.astype(np.int64)))
+                schema = t.schema
+                bounds = np.searchsorted(pos, np.arange(n_parts + 1) * rows_per)
+                for k in np.flatnonzero(np.diff(bounds)):
+                    if k not in writers:
+                        writers[k] = pq.ParquetWriter(stage / f"stage-{k:06d}.parquet", schema)
+                    writers[k].write_table(t.slice(int(bounds[k]), int(bounds[k + 1] - bounds[k])))
+                del t
+        finally:
+            for w in writers.values():
+                w.close()
+        n_null = dict.fromkeys(scorer.columns, 0)
+        with atomic_path(rdir / "scores.parquet", suffix="") as tmp:
+            tmp.mkdir()
+            for k in range(n_parts):
+                a, b = k * rows_per, min(n, (k + 1) * rows_per)
+                sp = stage / f"stage-{k:06d}.parquet"
+                t = pq.read_table(sp) if sp.exists() else schema.empty_table()
+                t = t.take(pa.array(np.argsort(t.column("_pos").to_numpy(), kind="stable")))
+                local = t.column("_pos").to_numpy() - a
+                full = Store._full_table(t.drop_columns(["_pos"]), ids[a:b], local)
+                for c in n_null:
+                    n_null[c] += int(full.column(c).null_count)
+                pq.write_table(full, tmp / f"part-{k:06d}.parquet", compression="zstd",
+                               row_group_size=ROW_GROUP_ROWS)
+                del t, full
+        shutil.rmtree(stage, ignore_errors=True)
+        return score_s, n_null
+
+    @staticmethod
     def _full_table(scored: pa.Table, ids: np.ndarray, rows: np.ndarray) -> pa.Table:
         """Scores in source row order (``ids``: every source transition id), NULL for excluded rows."""
         if len(rows) == len(ids):
@@ -844,7 +959,7 @@ class Store:
             path = root / "runs" / m["run_id"] / "scores.parquet"
             _check_parquet(path, f"score file of run {m['run_id']}")
             files.append(path)
-            con.execute(f"CREATE VIEW {_q(name)} AS SELECT * FROM read_parquet({_lit(path)})")
+            con.execute(f"CREATE VIEW {_q(name)} AS SELECT * FROM {_score_sql(path)}")
             alias = f"r{i}"
             joins.append(f"LEFT JOIN {_q(name)} AS {alias} ON {alias}.transition_id = t.transition_id")
             for c in m.get("columns", {}):
